@@ -70,6 +70,8 @@ def restore(cs: ConfState, last_index: int, max_inflight: int) -> Changed:
     """Rebuild a configuration from a snapshot's ConfState (as etcd's confchange.Restore)."""
     cfg = TrackerConfig()
     prs: dict[int, Progress] = {}
+    if not (cs.voters or cs.learners or cs.voters_outgoing):
+        return cfg, prs  # a new node that will learn its configuration from the leader
     if cs.voters_outgoing:
         # Build the outgoing config first, then enter joint with the incoming one.
         cfg, prs = _apply(cfg, prs, last_index, max_inflight,

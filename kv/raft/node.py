@@ -31,6 +31,8 @@ from kv.raft.log import RaftLog
 from kv.raft.messages import (
     NONE,
     ConfChange,
+    ConfChangeSingle,
+    ConfChangeType,
     ConfState,
     Entry,
     EntryType,
@@ -139,6 +141,8 @@ class RaftNode:
         self.tracker.config, self.tracker.progress = confchange.restore(
             cs, self.log.last_index(), config.max_inflight_msgs
         )
+        if hs == HardState() and snap.is_empty and storage.last_index() == 0 and cs.voters:
+            hs = self._bootstrap(cs)
         if hs.commit > self.log.last_index():
             raise ConfigError(f"hard state commit {hs.commit} is out of range [last index {self.log.last_index()}]")
         self.term = hs.term
@@ -157,10 +161,26 @@ class RaftNode:
         self.check_quorum_deadline = 0.0
         self.become_follower(self.term, NONE)
 
-        self._prev_hard_state = HardState(term=self.term, vote=self.vote, commit=self.log.committed)
+        self._prev_hard_state, _ = storage.initial_state()
         self._outstanding: Ready | None = None
         # Conf change entries that could not be applied (invalid when committed); kept for inspection.
         self.rejected_conf_changes: list[tuple[int, str]] = []
+
+    def _bootstrap(self, cs: ConfState) -> HardState:
+        """First start of a new cluster: write the initial membership into the log.
+
+        As etcd's StartNode, every founding member appends the same committed
+        conf change entries (term 1, one per member), so a node added later
+        learns the whole membership history by replicating the log.
+        """
+        changes = [ConfChangeSingle(ConfChangeType.ADD_NODE, v) for v in cs.voters]
+        changes += [ConfChangeSingle(ConfChangeType.ADD_LEARNER_NODE, v) for v in cs.learners]
+        entries = [
+            Entry(term=1, index=i + 1, type=EntryType.CONF_CHANGE, data=encode_conf_change(ConfChange(changes=(c,))))
+            for i, c in enumerate(changes)
+        ]
+        self.log.append(entries)
+        return HardState(term=1, vote=NONE, commit=len(entries))
 
     # ------------------------------------------------------------------ inputs
 

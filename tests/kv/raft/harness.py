@@ -120,6 +120,7 @@ class Cluster:
         self.sent: list[Message] = []  # every message ever put on the bus, for transcripts
         for i in self.voters + self.learners:
             self._start(i, MemoryStorage(), Disk())
+        self.process_all()  # persist and apply the bootstrap membership entries
 
     # ---------------------------------------------------------- node lifecycle
 
@@ -166,6 +167,7 @@ class Cluster:
         storage = disk.rebuild()
         self._start(node_id, storage, disk)
         self.checker.node_restarted(node_id)
+        self.process(node_id)
         return self.nodes[node_id]
 
     def load_log(self, node_id: int, terms: list[int], term: int, vote: int = NONE, commit: int = 0) -> None:
@@ -176,6 +178,9 @@ class Cluster:
         disk.synced = len(disk.writes)
         self.nodes.pop(node_id, None)
         self._start(node_id, disk.rebuild(), disk)
+        # A scenario set-up, not a history: forget what the bootstrap applied.
+        self.checker = SafetyChecker()
+        self.violations = []
 
     # -------------------------------------------------------- driving readies
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kv.raft.messages import NONE, MessageType, Role
+from kv.raft.messages import NONE, Message, MessageType, Role
 from tests.kv.raft.harness import Cluster
 
 
@@ -84,21 +84,15 @@ def test_vote_requires_candidate_log_at_least_as_up_to_date() -> None:
 
 def test_node_votes_at_most_once_per_term() -> None:
     c = Cluster((1, 2, 3), seed=6, pre_vote=False, check_quorum=False)
-    c.nodes[1].campaign()
-    c.process(1)
-    term = c.nodes[1].term
-    # Deliver 1's request to 3 only, then let 2 campaign in the same term.
-    c.bus = [m for m in c.bus if m.to == 3]
-    c.deliver_all()
-    assert c.nodes[3].vote == 1
-    c.nodes[2].term = term - 1  # 2 has not seen term yet
-    c.nodes[2].campaign()
-    c.process(2)
-    assert c.nodes[2].term == term
-    c.bus = [m for m in c.bus if m.to == 3]
-    c.deliver_all()
-    answers = [m for m in c.messages_of(MessageType.VOTE_RESP) if m.from_ == 3 and m.term == term]
-    assert [(m.to, m.reject) for m in answers] == [(1, False), (2, True)]
+    voter = c.nodes[3]
+    last = voter.log.last_index()
+    # Two candidates with equally up-to-date logs ask for 3's vote in the same term 2.
+    for cand in (1, 2):
+        voter.step(Message(type=MessageType.VOTE, from_=cand, to=3, term=2, index=last, log_term=1))
+    c.process(3)
+    answers = [m for m in c.bus if m.from_ == 3 and m.type == MessageType.VOTE_RESP]
+    assert [(m.to, m.term, m.reject) for m in answers] == [(1, 2, False), (2, 2, True)]
+    assert voter.vote == 1
 
 
 def test_prevote_keeps_a_rejoining_partitioned_node_from_bumping_the_term() -> None:
