@@ -104,6 +104,19 @@ class MemoryStorage:
 
     # --- writes (the driver's side) ---
 
+    def save(self, hard_state: HardState | None, entries: tuple[Entry, ...], snapshot: Snapshot | None) -> None:
+        """Record what one Ready asks to persist, in the order the contract requires.
+
+        Both drivers keep a MemoryStorage as the node's view of its log (etcd keeps
+        one beside its WAL): this is the one place that view is updated.
+        """
+        if snapshot is not None:
+            self.apply_snapshot(snapshot)
+        if entries:
+            self.append(entries)
+        if hard_state is not None:
+            self.set_hard_state(hard_state)
+
     def set_hard_state(self, hs: HardState) -> None:
         self.hard_state = hs
 

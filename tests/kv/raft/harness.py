@@ -204,16 +204,14 @@ class Cluster:
             self.process(i)
 
     def _persist(self, node_id: int, rd: Ready) -> None:
-        disk, storage = self.disks[node_id], self.storages[node_id]
+        disk = self.disks[node_id]
+        self.storages[node_id].save(rd.hard_state, rd.entries, rd.snapshot)
         if rd.snapshot is not None:
             disk.writes.append(("snap", rd.snapshot))
-            storage.apply_snapshot(rd.snapshot)
         if rd.entries:
             disk.writes.append(("ents", rd.entries))
-            storage.append(rd.entries)
         if rd.hard_state is not None:
             disk.writes.append(("hs", rd.hard_state))
-            storage.set_hard_state(rd.hard_state)
         if rd.must_sync:
             disk.synced = len(disk.writes)
 
