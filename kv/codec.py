@@ -192,3 +192,66 @@ def unframe(buf: bytes, offset: int = 0) -> tuple[bytes, int]:
     if zlib.crc32(payload) != crc:
         raise CorruptRecord(f"CRC mismatch in record at offset {offset}")
     return payload, end
+
+
+# --- kv.api values (requests and responses inside log entries and snapshots) -
+
+_REGISTRY: dict[str, type] = {}
+
+
+def _registry() -> dict[str, type]:
+    """Every dataclass and enum of kv.api, by name (built once, lazily: kv.api imports nothing of ours)."""
+    if not _REGISTRY:
+        import dataclasses
+        import enum as _enum
+
+        from kv import api
+
+        for name in dir(api):
+            obj = getattr(api, name)
+            if isinstance(obj, type) and obj.__module__ == api.__name__ and (
+                dataclasses.is_dataclass(obj) or issubclass(obj, _enum.Enum)
+            ):
+                _REGISTRY[obj.__name__] = obj
+    return _REGISTRY
+
+
+def _to_plain(v: Any) -> Any:
+    import dataclasses
+    import enum as _enum
+
+    if v is None or isinstance(v, (bool, int, float, str, bytes)) and not isinstance(v, _enum.Enum):
+        return v
+    if isinstance(v, _enum.Enum):
+        return {"e": type(v).__name__, "v": v.value}
+    if dataclasses.is_dataclass(v) and not isinstance(v, type):
+        return {"d": type(v).__name__, "f": [_to_plain(getattr(v, f.name)) for f in dataclasses.fields(v)]}
+    if isinstance(v, (tuple, list)):
+        return [_to_plain(x) for x in v]
+    if isinstance(v, (frozenset, set)):
+        return {"s": sorted(_to_plain(x) for x in v)}
+    raise TypeError(f"cannot encode {type(v).__name__}")
+
+
+def _from_plain(v: Any) -> Any:
+    if isinstance(v, list):
+        return tuple(_from_plain(x) for x in v)
+    if isinstance(v, dict):
+        reg = _registry()
+        if "d" in v:
+            cls = reg[v["d"]]
+            return cls(*[_from_plain(x) for x in v["f"]])
+        if "e" in v:
+            return reg[v["e"]](v["v"])
+        if "s" in v:
+            return frozenset(_from_plain(x) for x in v["s"])
+    return v
+
+
+def encode_api(value: Any) -> bytes:
+    """Encode a kv.api request/response (any nesting of its dataclasses, enums, tuples, bytes)."""
+    return _pack("api", _to_plain(value))
+
+
+def decode_api(data: bytes) -> Any:
+    return _decode(data, "api", _from_plain)
