@@ -1,0 +1,758 @@
+"""The multi-version key-value store: etcd v3's data model (etcd server/mvcc), in memory.
+
+Revisions
+    One global revision counts write transactions. An empty store is at
+    revision 1. A write that changes something (a put, a delete that finds a
+    key, a txn whose chosen branch does either, a lease revoke that deletes
+    keys) makes exactly one new revision; its changes are ordered inside it by
+    sub-revision. A write that changes nothing leaves the revision alone (etcd:
+    the write txn only bumps ``currentRev`` when it has changes).
+
+Keys
+    Each key keeps its history: one version per revision that touched it, a
+    tombstone for a delete. ``create_revision`` is the revision of the first put
+    of the key's current life, ``version`` counts puts in that life (a delete
+    ends it; a later put starts again at version 1), ``mod_revision`` is the
+    revision of the version itself.
+
+Compaction at C
+    Drops every version that no read at revision >= C can see: for each key,
+    everything older than its newest version at or below C; that newest
+    version goes too if it is a tombstone older than C. A tombstone made *at* C
+    is kept until a later compaction, so that a watch that starts at C (etcd
+    allows ``start_revision == compact_revision``) still gets that delete
+    event; etcd drops it, and such a watcher silently misses the delete.
+
+Leases
+    The store knows leases only through a small ``LeaseIndex`` (the Lessor
+    implements it), as etcd's mvcc holds a ``lease.Lessor``: a put with a lease
+    needs the lease to exist, and puts/deletes attach and detach keys.
+
+Every write returns its response *and* the ``Event``s it made, in
+(revision, sub-revision) order, for the watch hub.
+
+Pure and deterministic: no clocks, no I/O, no iteration over hash-ordered
+containers; the same writes give the same bytes from ``snapshot()`` and the
+same ``hash_kv()`` on every member.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterable, Iterator
+from dataclasses import replace
+from typing import Any, Protocol
+
+import msgpack
+from sortedcontainers import SortedDict
+
+from kv.api import (
+    Compare,
+    CompareResult,
+    CompareTarget,
+    CompactionRequest,
+    CompactionResponse,
+    DeleteRangeRequest,
+    DeleteRangeResponse,
+    Event,
+    EventType,
+    HashKVResponse,
+    KeyValue,
+    PutRequest,
+    PutResponse,
+    RangeRequest,
+    RangeResponse,
+    RequestOp,
+    ResponseHeader,
+    ResponseOp,
+    SortOrder,
+    SortTarget,
+    TxnRequest,
+    TxnResponse,
+)
+from kv.errors import (
+    CorruptRecord,
+    ErrCompacted,
+    ErrDuplicateKey,
+    ErrEmptyKey,
+    ErrFutureRev,
+    ErrKeyNotFound,
+    ErrLeaseNotFound,
+    ErrLeaseProvided,
+    ErrTooManyOps,
+    ErrValueProvided,
+)
+
+# etcd's --max-txn-ops default.
+DEFAULT_MAX_TXN_OPS = 128
+
+SNAPSHOT_FORMAT = 1
+
+WriteRequest = PutRequest | DeleteRangeRequest | TxnRequest
+
+
+class LeaseIndex(Protocol):
+    """What the store needs from the lessor (etcd mvcc's view of ``lease.Lessor``)."""
+
+    def exists(self, lease_id: int) -> bool:
+        """True if the lease is granted and not revoked."""
+        ...
+
+    def attach(self, lease_id: int, key: bytes) -> None:
+        """`key` now carries `lease_id` (its keys are deleted when it is revoked)."""
+        ...
+
+    def detach(self, lease_id: int, key: bytes) -> None:
+        """`key` no longer carries `lease_id`; a no-op if the lease is already gone."""
+        ...
+
+
+# ------------------------------------------------------------ request checks
+# etcd's API layer (v3rpc/key.go) checks a request's shape before proposing it;
+# these are those checks, one per request kind, raising etcd's errors.
+
+
+def check_range_request(req: RangeRequest) -> None:
+    if not req.key:
+        raise ErrEmptyKey()
+
+
+def check_put_request(req: PutRequest) -> None:
+    if not req.key:
+        raise ErrEmptyKey()
+    if req.ignore_value and req.value:
+        raise ErrValueProvided()
+    if req.ignore_lease and req.lease != 0:
+        raise ErrLeaseProvided()
+
+
+def check_delete_range_request(req: DeleteRangeRequest) -> None:
+    if not req.key:
+        raise ErrEmptyKey()
+
+
+def check_txn_request(req: TxnRequest, max_txn_ops: int = DEFAULT_MAX_TXN_OPS) -> None:
+    """etcd's checkTxnRequest, then its put/delete overlap check on each branch."""
+    _check_txn_shape(req, max_txn_ops)
+    # After the shape check, as etcd, so a huge txn is refused before the costlier overlap walk.
+    _check_intervals(req.success)
+    _check_intervals(req.failure)
+
+
+def check_request(req: object, max_txn_ops: int = DEFAULT_MAX_TXN_OPS) -> None:
+    """The shape check for any KV request (Compaction has none in etcd)."""
+    if isinstance(req, RangeRequest):
+        check_range_request(req)
+    elif isinstance(req, PutRequest):
+        check_put_request(req)
+    elif isinstance(req, DeleteRangeRequest):
+        check_delete_range_request(req)
+    elif isinstance(req, TxnRequest):
+        check_txn_request(req, max_txn_ops)
+
+
+def is_read_only_txn(req: TxnRequest) -> bool:
+    """Only ranges in every branch, nested txns included (etcd's isTxnReadonly)."""
+    for op in (*req.success, *req.failure):
+        if op.request_txn is not None:
+            if not is_read_only_txn(op.request_txn):
+                return False
+        elif op.request_range is None:
+            return False
+    return True
+
+
+def _check_txn_shape(req: TxnRequest, max_txn_ops: int) -> None:
+    # The widest of compare/success/failure counts against the limit; a nested txn
+    # gets what is left of it (etcd checkTxnRequest / checkRequestOp).
+    opc = max(len(req.compare), len(req.success), len(req.failure))
+    if opc > max_txn_ops:
+        raise ErrTooManyOps()
+    for c in req.compare:
+        if not c.key:
+            raise ErrEmptyKey()
+    for op in (*req.success, *req.failure):
+        _check_request_op(op, max_txn_ops - opc)
+
+
+def _check_request_op(op: RequestOp, max_txn_ops: int) -> None:
+    if op.request_range is not None:
+        check_range_request(op.request_range)
+    elif op.request_put is not None:
+        check_put_request(op.request_put)
+    elif op.request_delete_range is not None:
+        check_delete_range_request(op.request_delete_range)
+    elif op.request_txn is not None:
+        _check_txn_shape(op.request_txn, max_txn_ops)
+    else:
+        raise ErrKeyNotFound()  # an empty RequestOp: etcd answers exactly this
+
+
+class _Deletes:
+    """Deleted intervals of one txn level, for the overlap check."""
+
+    __slots__ = ("spans",)
+
+    def __init__(self) -> None:
+        self.spans: list[tuple[bytes, bytes]] = []  # (key, range_end) as requested
+
+    def covers(self, k: bytes) -> bool:
+        return any(_in_range(k, key, end) for key, end in self.spans)
+
+
+def _check_intervals(ops: tuple[RequestOp, ...]) -> tuple[set[bytes], _Deletes]:
+    """ErrDuplicateKey if one branch puts a key twice, or puts a key it also deletes,
+    nested txns included. Same walk as etcd's checkIntervals (this level's deletes;
+    then each nested txn's puts against the puts and deletes seen so far; then this
+    level's puts); the then/else branches of one nested txn may put the same key,
+    since only one of them runs.
+
+    One deliberate difference: etcd misses a nested txn's put under a delete in a
+    *later* sibling txn (its deletes join the set after the earlier puts were
+    checked). That txn would change one key twice in one revision, which the
+    store's history does not represent, so it is refused here too."""
+    dels = _Deletes()
+    for op in ops:
+        d = op.request_delete_range
+        if d is not None:
+            dels.spans.append((d.key, d.range_end))
+    puts: set[bytes] = set()
+    nested: list[tuple[set[bytes], _Deletes]] = []
+    for op in ops:
+        t = op.request_txn
+        if t is None:
+            continue
+        puts_then, dels_then = _check_intervals(t.success)
+        puts_else, dels_else = _check_intervals(t.failure)
+        for k in puts_then:
+            if k in puts or dels.covers(k):
+                raise ErrDuplicateKey()
+        for k in puts_else:
+            if (k in puts and k not in puts_then) or dels.covers(k):
+                raise ErrDuplicateKey()
+        both = puts_then | puts_else
+        puts |= both
+        child = _Deletes()
+        child.spans = dels_then.spans + dels_else.spans
+        dels.spans.extend(child.spans)
+        nested.append((both, child))
+    for j, (earlier_puts, _) in enumerate(nested):
+        for _, later_dels in nested[j + 1 :]:
+            if any(later_dels.covers(k) for k in earlier_puts):
+                raise ErrDuplicateKey()
+    for op in ops:
+        p = op.request_put
+        if p is None:
+            continue
+        if p.key in puts or dels.covers(p.key):
+            raise ErrDuplicateKey()
+        puts.add(p.key)
+    return puts, dels
+
+
+# ------------------------------------------------------------------ ranges
+
+
+def _in_range(k: bytes, key: bytes, range_end: bytes) -> bool:
+    """Is `k` in etcd's range (key, range_end)? b"" = key alone, b"\\0" = every key >= key."""
+    if not range_end:
+        return k == key
+    if range_end == b"\x00":
+        return k >= key
+    return key <= k < range_end
+
+
+def prefix_range_end(prefix: bytes) -> bytes:
+    """The range_end that makes [prefix, range_end) every key starting with `prefix`
+    (etcd's clientv3.GetPrefixRangeEnd); b"\\0" (all keys) when no such end exists."""
+    p = bytearray(prefix)
+    while p:
+        if p[-1] < 0xFF:
+            p[-1] += 1
+            return bytes(p)
+        p.pop()
+    return b"\x00"
+
+
+class _History:
+    """One key's versions, oldest first. ``kvs[i] is None`` marks a tombstone."""
+
+    __slots__ = ("mains", "subs", "kvs")
+
+    def __init__(self) -> None:
+        self.mains: list[int] = []
+        self.subs: list[int] = []
+        self.kvs: list[KeyValue | None] = []
+
+    def at(self, rev: int) -> KeyValue | None:
+        """The live version at revision `rev`, or None (absent or deleted)."""
+        mains = self.mains
+        if mains[-1] <= rev:
+            return self.kvs[-1]
+        i = bisect_right(mains, rev) - 1
+        return self.kvs[i] if i >= 0 else None
+
+
+class _Write:
+    """One write transaction in progress: every change gets revision begin+1."""
+
+    __slots__ = ("begin", "events")
+
+    def __init__(self, begin: int) -> None:
+        self.begin = begin
+        self.events: list[Event] = []
+
+    @property
+    def rev(self) -> int:
+        # What a read inside the txn sees as "current" (etcd storeTxnWrite.Range).
+        return self.begin + 1 if self.events else self.begin
+
+
+class MVCCStore:
+    def __init__(self, leases: LeaseIndex | None = None) -> None:
+        """`leases`: the lessor; without one no lease exists, so a put with a lease fails."""
+        self.leases = leases
+        self._index: Any = SortedDict()  # bytes -> _History
+        self._revision = 1
+        self._compact_revision = 0
+        # Keys changed at each revision, in sub-revision order, for revisions
+        # [_log_base, _revision]: lets watchers replay history without scanning every key.
+        self._log_base = 2
+        self._log: list[list[bytes]] = []
+
+    # ---------------------------------------------------------------- state
+
+    @property
+    def revision(self) -> int:
+        return self._revision
+
+    @property
+    def compact_revision(self) -> int:
+        return self._compact_revision
+
+    def get(self, key: bytes, revision: int = 0) -> KeyValue | None:
+        """The live version of `key` at `revision` (0 = current), or None."""
+        h = self._index.get(key)
+        if h is None:
+            return None
+        kv: KeyValue | None = h.at(revision if revision > 0 else self._revision)
+        return kv
+
+    def db_size(self) -> int:
+        """Approximate bytes held (keys, values, and a fixed cost per version)."""
+        total = 0
+        for key, h in self._index.items():
+            for kv in h.kvs:
+                total += len(key) + 32 + (len(kv.value) if kv is not None else 0)
+        return total
+
+    # ---------------------------------------------------------------- reads
+
+    def range(self, req: RangeRequest) -> RangeResponse:
+        return self._range(req, self._revision)
+
+    def _range(self, req: RangeRequest, current: int) -> RangeResponse:
+        rev = req.revision if req.revision > 0 else current
+        if rev > current:
+            raise ErrFutureRev()
+        if rev < self._compact_revision:
+            # etcd: rev < compactMainRev; reading *at* the compact revision is fine.
+            raise ErrCompacted()
+        kvs = self._live(req.key, req.range_end, rev)
+        header = ResponseHeader(revision=current)  # etcd reports the current revision, not `rev`
+        count = len(kvs)
+        if req.count_only:
+            return RangeResponse(header=header, count=count)
+        # etcd prunes by these filters after counting: `count` ignores them.
+        if req.max_mod_revision:
+            kvs = [kv for kv in kvs if kv.mod_revision <= req.max_mod_revision]
+        if req.min_mod_revision:
+            kvs = [kv for kv in kvs if kv.mod_revision >= req.min_mod_revision]
+        if req.max_create_revision:
+            kvs = [kv for kv in kvs if kv.create_revision <= req.max_create_revision]
+        if req.min_create_revision:
+            kvs = [kv for kv in kvs if kv.create_revision >= req.min_create_revision]
+        order = req.sort_order
+        if req.sort_target != SortTarget.KEY and order == SortOrder.NONE:
+            # etcd: results come in key order, so only a non-key target implies a sort.
+            order = SortOrder.ASCEND
+        if order != SortOrder.NONE and not (order == SortOrder.ASCEND and req.sort_target == SortTarget.KEY):
+            # Stable, so ties stay in key order (etcd's sort.Sort leaves ties unspecified).
+            kvs.sort(key=_SORT_KEYS[req.sort_target], reverse=order == SortOrder.DESCEND)
+        more = False
+        if req.limit > 0 and len(kvs) > req.limit:
+            kvs = kvs[: req.limit]
+            more = True
+        if req.keys_only:
+            kvs = [replace(kv, value=b"") for kv in kvs]
+        return RangeResponse(header=header, kvs=tuple(kvs), more=more, count=count)
+
+    def _keys(self, key: bytes, range_end: bytes) -> Iterator[bytes]:
+        if not range_end:
+            if key in self._index:
+                yield key
+            return
+        hi = None if range_end == b"\x00" else range_end
+        if hi is not None and key >= hi:
+            return
+        yield from self._index.irange(key, hi, inclusive=(True, False))
+
+    def _live(self, key: bytes, range_end: bytes, rev: int) -> list[KeyValue]:
+        out: list[KeyValue] = []
+        index = self._index
+        for k in self._keys(key, range_end):
+            kv = index[k].at(rev)
+            if kv is not None:
+                out.append(kv)
+        return out
+
+    # --------------------------------------------------------------- writes
+
+    def put(self, req: PutRequest) -> tuple[PutResponse, list[Event]]:
+        self._check_put(req)
+        w = _Write(self._revision)
+        resp = self._put(w, req)
+        self._end(w)
+        return resp, w.events
+
+    def delete_range(self, req: DeleteRangeRequest) -> tuple[DeleteRangeResponse, list[Event]]:
+        w = _Write(self._revision)
+        resp = self._delete_range(w, req)
+        self._end(w)
+        return resp, w.events
+
+    def delete_keys(self, keys: Iterable[bytes]) -> tuple[int, list[Event]]:
+        """Delete these keys in one revision (a lease revoke: etcd deletes a lease's keys
+        in one write txn, in key order). Returns (the revision after, events)."""
+        w = _Write(self._revision)
+        for k in sorted(set(keys)):
+            self._delete_range(w, DeleteRangeRequest(key=k))
+        self._end(w)
+        return self._revision, w.events
+
+    def txn(self, req: TxnRequest) -> tuple[TxnResponse, list[Event]]:
+        """Atomic: compares (nested ones too) are evaluated against the state before any
+        op runs, every op of the chosen path is checked before any runs (etcd:
+        compareToPath, then checkRequests), so a failing txn changes nothing."""
+        # Also here, not only in the API check: two changes of one key in one revision
+        # would corrupt the history, so the store refuses them whoever calls it.
+        _check_intervals(req.success)
+        _check_intervals(req.failure)
+        path: list[bool] = []
+        self._choose_path(req, path)
+        self._check_path(req, iter(path), puts=True)
+        self._check_path(req, iter(path), puts=False)
+        w = _Write(self._revision)
+        resp = self._txn(w, req, iter(path))
+        self._end(w)
+        return replace(resp, header=ResponseHeader(revision=self._revision)), w.events
+
+    def compact(self, req: CompactionRequest) -> CompactionResponse:
+        rev = req.revision
+        if rev <= self._compact_revision:
+            raise ErrCompacted()
+        if rev > self._revision:
+            raise ErrFutureRev()
+        drop_keys: list[bytes] = []
+        for k, h in self._index.items():
+            mains = h.mains
+            if len(mains) == 1 and (h.kvs[0] is not None or mains[0] >= rev):
+                continue  # a single live version, or a tombstone still needed: nothing to drop
+            i = bisect_right(mains, rev) - 1
+            if i < 0:
+                continue
+            cut = i + 1 if (h.kvs[i] is None and mains[i] < rev) else i
+            if cut:
+                del mains[:cut]
+                del h.subs[:cut]
+                del h.kvs[:cut]
+                if not mains:
+                    drop_keys.append(k)
+        for k in drop_keys:
+            del self._index[k]
+        if rev > self._log_base:
+            del self._log[: rev - self._log_base]
+            self._log_base = rev
+        self._compact_revision = rev
+        return CompactionResponse(header=ResponseHeader(revision=self._revision))
+
+    def apply(self, req: object) -> tuple[Any, list[Event]]:
+        """Run any KV request (Range, Put, DeleteRange, Txn, Compaction): (response, events).
+        Raises the etcd error on failure, having changed nothing."""
+        if isinstance(req, PutRequest):
+            return self.put(req)
+        if isinstance(req, DeleteRangeRequest):
+            return self.delete_range(req)
+        if isinstance(req, TxnRequest):
+            return self.txn(req)
+        if isinstance(req, RangeRequest):
+            return self.range(req), []
+        if isinstance(req, CompactionRequest):
+            return self.compact(req), []
+        raise TypeError(f"not a KV request: {type(req).__name__}")
+
+    # ------------------------------------------------------------ internals
+
+    def _end(self, w: _Write) -> None:
+        if w.events:
+            self._revision = w.begin + 1
+
+    def _record(self, w: _Write, key: bytes, kv: KeyValue | None) -> int:
+        main = w.begin + 1
+        sub = len(w.events)
+        h = self._index.get(key)
+        if h is None:
+            h = _History()
+            self._index[key] = h
+        h.mains.append(main)
+        h.subs.append(sub)
+        h.kvs.append(kv)
+        if sub == 0:
+            self._log.append([])
+        self._log[-1].append(key)
+        return main
+
+    def _check_put(self, req: PutRequest) -> None:
+        if req.ignore_value or req.ignore_lease:
+            if self.get(req.key) is None:
+                raise ErrKeyNotFound()
+        if req.lease != 0 and (self.leases is None or not self.leases.exists(req.lease)):
+            raise ErrLeaseNotFound()
+
+    def _put(self, w: _Write, req: PutRequest) -> PutResponse:
+        key = req.key
+        h = self._index.get(key)
+        prev = h.kvs[-1] if h is not None else None
+        value = prev.value if (req.ignore_value and prev is not None) else req.value
+        lease = prev.lease if (req.ignore_lease and prev is not None) else req.lease
+        main = w.begin + 1
+        if prev is not None:
+            kv = KeyValue(key, prev.create_revision, main, prev.version + 1, value, lease)
+        else:
+            kv = KeyValue(key, main, main, 1, value, lease)
+        self._record(w, key, kv)
+        if self.leases is not None:
+            if prev is not None and prev.lease and prev.lease != lease:
+                self.leases.detach(prev.lease, key)
+            if lease:
+                self.leases.attach(lease, key)
+        w.events.append(Event(EventType.PUT, kv, prev))
+        return PutResponse(header=ResponseHeader(revision=main), prev_kv=prev if req.prev_kv else None)
+
+    def _delete_range(self, w: _Write, req: DeleteRangeRequest) -> DeleteRangeResponse:
+        doomed = self._live(req.key, req.range_end, w.rev)
+        main = w.begin + 1
+        for prev in doomed:
+            self._record(w, prev.key, None)
+            if prev.lease and self.leases is not None:
+                self.leases.detach(prev.lease, prev.key)
+            w.events.append(Event(EventType.DELETE, KeyValue(prev.key, mod_revision=main), prev))
+        return DeleteRangeResponse(
+            header=ResponseHeader(revision=w.rev),
+            deleted=len(doomed),
+            prev_kvs=tuple(doomed) if req.prev_kv else (),
+        )
+
+    def _choose_path(self, req: TxnRequest, path: list[bool]) -> None:
+        ok = all(self._compare(c) for c in req.compare)
+        path.append(ok)
+        for op in req.success if ok else req.failure:
+            if op.request_txn is not None:
+                self._choose_path(op.request_txn, path)
+
+    def _check_path(self, req: TxnRequest, path: Iterator[bool], puts: bool) -> None:
+        for op in req.success if next(path) else req.failure:
+            if op.request_txn is not None:
+                self._check_path(op.request_txn, path, puts)
+            elif puts and op.request_put is not None:
+                self._check_put(op.request_put)
+            elif not puts and op.request_range is not None:
+                rev = op.request_range.revision
+                if rev > self._revision:
+                    raise ErrFutureRev()
+                if 0 < rev < self._compact_revision:
+                    raise ErrCompacted()
+
+    def _txn(self, w: _Write, req: TxnRequest, path: Iterator[bool]) -> TxnResponse:
+        succeeded = next(path)
+        out: list[ResponseOp] = []
+        for op in req.success if succeeded else req.failure:
+            if op.request_range is not None:
+                out.append(ResponseOp(response_range=self._range(op.request_range, w.rev)))
+            elif op.request_put is not None:
+                out.append(ResponseOp(response_put=self._put(w, op.request_put)))
+            elif op.request_delete_range is not None:
+                out.append(ResponseOp(response_delete_range=self._delete_range(w, op.request_delete_range)))
+            elif op.request_txn is not None:
+                out.append(ResponseOp(response_txn=self._txn(w, op.request_txn, path)))
+        return TxnResponse(header=ResponseHeader(revision=w.rev), succeeded=succeeded, responses=tuple(out))
+
+    def _compare(self, c: Compare) -> bool:
+        kvs = self._live(c.key, c.range_end, self._revision)
+        if not kvs:
+            # etcd: a value compare on a missing key always fails (no way to tell
+            # "missing" from ""); other targets compare against zeros.
+            if c.target == CompareTarget.VALUE:
+                return False
+            return _compare_kv(c, KeyValue(c.key))
+        return all(_compare_kv(c, kv) for kv in kvs)
+
+    # ---------------------------------------------------------- watch feed
+
+    def events(self, key: bytes, range_end: bytes, start_revision: int, end_revision: int = 0) -> list[Event]:
+        """Every event on (key, range_end) at revisions [start_revision, end_revision]
+        (0 = current), in (revision, sub-revision) order, each with its prev_kv when the
+        previous version is still kept (etcd reads it at mod_revision - 1, and leaves it
+        out when that read is compacted). ErrCompacted if start_revision < compact_revision."""
+        if start_revision < self._compact_revision:
+            raise ErrCompacted()
+        end = end_revision if end_revision > 0 else self._revision
+        lo = max(start_revision, self._log_base)
+        out: list[Event] = []
+        if lo > end:
+            return out
+        if not range_end:
+            # One key: walk its own history rather than every revision.
+            h = self._index.get(key)
+            if h is None:
+                return out
+            i = bisect_left(h.mains, lo)
+            while i < len(h.mains) and h.mains[i] <= end:
+                out.append(self._event(key, h, i))
+                i += 1
+            return out
+        base = self._log_base
+        for main in range(lo, end + 1):
+            for k in self._log[main - base]:
+                if _in_range(k, key, range_end):
+                    h = self._index[k]
+                    out.append(self._event(k, h, bisect_left(h.mains, main)))
+        return out
+
+    @staticmethod
+    def _event(key: bytes, h: _History, i: int) -> Event:
+        prev = h.kvs[i - 1] if i > 0 else None
+        kv = h.kvs[i]
+        if kv is None:
+            return Event(EventType.DELETE, KeyValue(key, mod_revision=h.mains[i]), prev)
+        return Event(EventType.PUT, kv, prev)
+
+    # ----------------------------------------------------------- integrity
+
+    def hash_kv(self, revision: int = 0) -> HashKVResponse:
+        """CRC32 over every kept version at or below `revision` (0 = current): equal on
+        members that applied the same log. Boundaries as etcd >= 3.5.5's HashByRev
+        (ErrCompacted below the compact revision, ErrFutureRev above the current)."""
+        if 0 < revision < self._compact_revision:
+            raise ErrCompacted()
+        if revision > self._revision:
+            raise ErrFutureRev()
+        rev = revision if revision > 0 else self._revision
+        crc = zlib.crc32(b"raftkv-mvcc")
+        pack_head = _HASH_HEAD.pack
+        pack_kv = _HASH_KV.pack
+        for key, h in self._index.items():
+            for i, main in enumerate(h.mains):
+                if main > rev:
+                    break
+                kv = h.kvs[i]
+                crc = zlib.crc32(pack_head(main, h.subs[i], len(key)), crc)
+                crc = zlib.crc32(key, crc)
+                if kv is None:
+                    crc = zlib.crc32(b"\x00", crc)
+                else:
+                    crc = zlib.crc32(pack_kv(kv.create_revision, kv.version, kv.lease, len(kv.value)), crc)
+                    crc = zlib.crc32(kv.value, crc)
+        return HashKVResponse(
+            header=ResponseHeader(revision=self._revision),
+            hash=crc,
+            compact_revision=self._compact_revision,
+            hash_revision=rev,
+        )
+
+    def snapshot(self) -> bytes:
+        """Every kept version, the compact revision and the current revision, as bytes."""
+        keys: list[list[Any]] = []
+        for key, h in self._index.items():
+            versions: list[list[Any]] = []
+            for main, sub, kv in zip(h.mains, h.subs, h.kvs):
+                if kv is None:
+                    versions.append([main, sub])
+                else:
+                    versions.append([main, sub, kv.create_revision, kv.version, kv.value, kv.lease])
+            keys.append([key, versions])
+        packed: bytes = msgpack.packb(
+            [SNAPSHOT_FORMAT, self._revision, self._compact_revision, keys], use_bin_type=True
+        )
+        return packed
+
+    def restore(self, data: bytes) -> None:
+        """Replace the whole state with a snapshot's. The lessor restores its own
+        attachments (its snapshot keeps them), so nothing is re-attached here."""
+        try:
+            fmt, revision, compact_revision, keys = msgpack.unpackb(data, raw=False)
+            if fmt != SNAPSHOT_FORMAT:
+                raise CorruptRecord(f"unsupported mvcc snapshot format {fmt!r}")
+            index: Any = SortedDict()
+            changed: dict[int, list[tuple[int, bytes]]] = {}
+            base = max(compact_revision, 2)
+            for key, versions in keys:
+                key = bytes(key)
+                h = _History()
+                for v in versions:
+                    main, sub = v[0], v[1]
+                    kv = None if len(v) == 2 else KeyValue(key, v[2], main, v[3], bytes(v[4]), v[5])
+                    h.mains.append(main)
+                    h.subs.append(sub)
+                    h.kvs.append(kv)
+                    if main >= base:
+                        changed.setdefault(main, []).append((sub, key))
+                index[key] = h
+            log = [[k for _, k in sorted(changed.get(r, []))] for r in range(base, revision + 1)]
+        except CorruptRecord:
+            raise
+        except Exception as e:  # msgpack raises many types on garbage; all mean the same here
+            raise CorruptRecord(f"malformed mvcc snapshot: {type(e).__name__}: {e}") from None
+        self._index = index
+        self._revision = revision
+        self._compact_revision = compact_revision
+        self._log_base = base
+        self._log = log
+
+
+_HASH_HEAD = struct.Struct(">qqI")  # main, sub, len(key)
+_HASH_KV = struct.Struct(">qqqI")  # create_revision, version, lease, len(value)
+
+_SORT_KEYS: dict[SortTarget, Any] = {
+    SortTarget.KEY: lambda kv: kv.key,
+    SortTarget.VERSION: lambda kv: kv.version,
+    SortTarget.CREATE: lambda kv: kv.create_revision,
+    SortTarget.MOD: lambda kv: kv.mod_revision,
+    SortTarget.VALUE: lambda kv: kv.value,
+}
+
+
+def _compare_kv(c: Compare, kv: KeyValue) -> bool:
+    t = c.target
+    a: int | bytes
+    b: int | bytes
+    if t == CompareTarget.VALUE:
+        a, b = kv.value, c.value
+    elif t == CompareTarget.VERSION:
+        a, b = kv.version, c.version
+    elif t == CompareTarget.CREATE:
+        a, b = kv.create_revision, c.create_revision
+    elif t == CompareTarget.MOD:
+        a, b = kv.mod_revision, c.mod_revision
+    else:
+        a, b = kv.lease, c.lease
+    r = c.result
+    if r == CompareResult.EQUAL:
+        return a == b
+    if r == CompareResult.NOT_EQUAL:
+        return a != b
+    if r == CompareResult.GREATER:
+        return a > b  # type: ignore[operator]
+    return a < b  # type: ignore[operator]
