@@ -199,7 +199,7 @@ class _Deletes:
         self.spans: list[tuple[bytes, bytes]] = []  # (key, range_end) as requested
 
     def covers(self, k: bytes) -> bool:
-        return any(_in_range(k, key, end) for key, end in self.spans)
+        return any(in_range(k, key, end) for key, end in self.spans)
 
 
 def _check_intervals(ops: tuple[RequestOp, ...]) -> tuple[set[bytes], _Deletes]:
@@ -255,7 +255,7 @@ def _check_intervals(ops: tuple[RequestOp, ...]) -> tuple[set[bytes], _Deletes]:
 # ------------------------------------------------------------------ ranges
 
 
-def _in_range(k: bytes, key: bytes, range_end: bytes) -> bool:
+def in_range(k: bytes, key: bytes, range_end: bytes) -> bool:
     """Is `k` in etcd's range (key, range_end)? b"" = key alone, b"\\0" = every key >= key."""
     if not range_end:
         return k == key
@@ -626,7 +626,7 @@ class MVCCStore:
         base = self._log_base
         for main in range(lo, end + 1):
             for k in self._log[main - base]:
-                if _in_range(k, key, range_end):
+                if in_range(k, key, range_end):
                     h = self._index[k]
                     out.append(self._event(k, h, bisect_left(h.mains, main)))
         return out
