@@ -391,3 +391,128 @@ class Cluster:
 
 def with_term(m: Message, term: int) -> Message:
     return replace(m, term=term)
+
+
+# ---------------------------------------------------------------------------
+# Scripted driving: one message at a time, clocks without delivery, transcripts.
+# Used by the Figure 8 and teaching-bug scenarios and the stateful property test.
+
+MessagePredicate = Callable[[Message], bool]
+
+
+def msg(kind: MessageType, from_: int | None = None, to: int | None = None) -> MessagePredicate:
+    """A predicate matching messages of `kind`, optionally from/to given nodes."""
+
+    def match(m: Message) -> bool:
+        return m.type == kind and (from_ is None or m.from_ == from_) and (to is None or m.to == to)
+
+    return match
+
+
+def carries_term(term: int) -> MessagePredicate:
+    """Matches an append carrying at least one entry of `term`."""
+    return lambda m: m.type == MessageType.APP and any(e.term == term for e in m.entries)
+
+
+class ScriptedCluster(Cluster):
+    """A Cluster a test drives by hand, that also records every Ready it processed.
+
+    ``readies`` is (node id, Ready) in processing order; together with ``sent``
+    it is the run's transcript (``transcript()`` encodes it with kv.codec).
+    """
+
+    def __init__(self, ids: Iterable[int] = (1, 2, 3), **kw: object) -> None:
+        self.readies: list[tuple[int, Ready]] = []
+        super().__init__(ids, **kw)  # type: ignore[arg-type]
+
+    def _persist(self, node_id: int, rd: Ready) -> None:
+        self.readies.append((node_id, rd))
+        super()._persist(node_id, rd)
+
+    # --- the bus, one message at a time ---
+
+    def queued(self, pred: MessagePredicate) -> list[Message]:
+        return [m for m in self.bus if pred(m)]
+
+    def take(self, pred: MessagePredicate) -> Message:
+        """Remove and return the first queued message matching pred (it must exist)."""
+        self.process_all()
+        for pos, m in enumerate(self.bus):
+            if pred(m):
+                return self.bus.pop(pos)
+        raise AssertionError(f"no queued message matches; bus: {[(m.type.name, m.from_, m.to) for m in self.bus]}")
+
+    def deliver_first(self, pred: MessagePredicate) -> Message:
+        """Deliver the first queued message matching pred, ignoring cuts and filters."""
+        m = self.take(pred)
+        self.deliver(m)
+        return m
+
+    def drop_where(self, pred: MessagePredicate) -> list[Message]:
+        """Lose every queued message matching pred."""
+        self.process_all()
+        dropped = [m for m in self.bus if pred(m)]
+        self.bus = [m for m in self.bus if not pred(m)]
+        return dropped
+
+    def deliver_at(self, pos: int) -> Message:
+        """Deliver the message at bus position pos (reordering), unless cut or filtered."""
+        m = self.bus.pop(pos)
+        if not self._droppable(m):
+            self.deliver(m)
+        return m
+
+    def duplicate_at(self, pos: int) -> None:
+        """The network delivers the message at pos twice: a copy joins the end of the bus."""
+        self.bus.append(self.bus[pos])
+
+    # --- inputs without the implicit deliver_all of Cluster.propose ---
+
+    def tick_to(self, t: float) -> None:
+        """Move the clock to t and fire due timers in order, delivering nothing."""
+        while True:
+            due = sorted((n.deadline(), i) for i, n in self.nodes.items() if n.deadline() <= t)
+            if not due:
+                break
+            self.now = max(self.now, due[0][0])
+            for i in sorted(self.nodes):
+                n = self.nodes.get(i)
+                if n is not None and n.deadline() <= self.now:
+                    n.tick(self.now)
+                    self.process(i)
+        self.now = max(self.now, t)
+        for i in sorted(self.nodes):
+            self.nodes[i].tick(self.now)
+            self.process(i)
+
+    def submit(self, node_id: int, data: bytes) -> bool:
+        """Propose at node_id and run its driver loop; False if the proposal was dropped."""
+        node = self.nodes[node_id]
+        node.tick(self.now)
+        self.process(node_id)
+        try:
+            node.propose(data)
+        except ProposalDropped:
+            return False
+        finally:
+            self.process(node_id)
+        return True
+
+    def transcript(self) -> bytes:
+        """Every Ready of the run (with its messages), encoded with kv.codec, in order."""
+        from kv.codec import encode_entry, encode_hard_state, encode_message, encode_snapshot
+
+        out = bytearray()
+        for node_id, rd in self.readies:
+            out += f"ready {node_id} {rd.soft_state.role.value} {rd.soft_state.leader} {rd.must_sync}\n".encode()
+            if rd.hard_state is not None:
+                out += encode_hard_state(rd.hard_state)
+            if rd.snapshot is not None:
+                out += encode_snapshot(rd.snapshot)
+            for e in rd.entries + rd.committed_entries:
+                out += encode_entry(e)
+            for rs in rd.read_states:
+                out += f"read {rs.index} ".encode() + rs.request_ctx
+            for m in rd.messages:
+                out += encode_message(m)
+        return bytes(out)
