@@ -42,7 +42,9 @@ class RaftConfig:
             raise ConfigError("heartbeat_interval must be greater than 0")
         if not self.election_timeout_min > 0:
             raise ConfigError("election_timeout_min must be greater than 0")
-        if self.election_timeout_max < self.election_timeout_min:
+        # Written as "not (ok)" so that NaN, which compares false with everything, fails
+        # too: a NaN timeout makes a deadline that never falls due (no election ever).
+        if not self.election_timeout_max >= self.election_timeout_min:
             raise ConfigError("election_timeout_max must not be less than election_timeout_min")
         if self.heartbeat_interval >= self.election_timeout_min:
             raise ConfigError("heartbeat_interval must be less than election_timeout_min")
@@ -52,7 +54,7 @@ class RaftConfig:
             raise ConfigError("max_inflight_msgs must be greater than 0")
         if self.max_uncommitted_entries_size < 0:
             raise ConfigError("max_uncommitted_entries_size must not be negative")
-        if self.transfer_timeout < 0:
+        if not self.transfer_timeout >= 0:  # NaN too: a transfer that never times out blocks proposals
             raise ConfigError("transfer_timeout must not be negative")
         # Accept names ("commit-old-term") as well as enum members; unknown names fail here.
         object.__setattr__(self, "bugs", parse_bugs(self.bugs))
