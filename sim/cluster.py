@@ -1,0 +1,351 @@
+"""SimCluster: N etcd members (``kv.member.Member``, unchanged) on simulated machines.
+
+Each *slot* is one machine: a member, its disk, its clock, its inbox. The
+member is driven by ``member_driver``, a simpy process running DESIGN.md's
+loop — wait for a message, a client request or the member's deadline; tick;
+feed it in; then for each Ready persist (through the disk model, fsyncing if
+``must_sync``), send, answer clients, advance. Faults act on slots: kill
+(crash, losing unsynced writes) and restart from what the disk kept, pause
+and resume, clock changes, a slow disk, removal and re-addition.
+
+The cluster also carries the in-run observers: ``RunChecks`` (Raft's safety
+properties and the state-machine checks) and ``Timeline`` (roles, terms,
+commit indexes and faults over time, for the summary and the plots).
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections import deque
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from typing import Any
+
+import simpy
+
+from kv.errors import RaftKVError
+from kv.member import Member, MemberConfig, MemberInfo, MemberReady
+from kv.raft.config import RaftConfig
+from kv.raft.log import CommittedEntryConflict
+from kv.raft.messages import Message, Role
+from kv.raft.storage import MemoryStorage
+from sim.checks import RunChecks
+from sim.clock import Clock
+from sim.disk import Disk, DiskProfile, persist
+from sim.distributions import Latency
+from sim.network import LinkFaults, Network
+from sim.options import RunOptions
+from sim.seeds import child_rng
+from sim.timeline import Timeline
+
+Event = simpy.events.Event
+Proc = Generator[Event, Any, None]
+Reply = Callable[[Any], None]  # receives a response dataclass or a RaftKVError
+
+CLUSTER_ID = 0x5A5A
+
+
+def member_info(slot: int) -> MemberInfo:
+    return MemberInfo(
+        name=f"m{slot}",
+        peer_urls=(f"http://m{slot}:2380",),
+        client_urls=(f"http://m{slot}:2379",),
+        is_learner=False,
+    )
+
+
+@dataclass(eq=False)
+class Slot:
+    """One simulated machine hosting one member."""
+
+    slot: int
+    raft_id: int
+    disk: Disk
+    clock: Clock
+    member: Member | None = None
+    process: simpy.Process | None = None
+    inbox: deque[Message] = field(default_factory=deque)
+    requests: deque[tuple[int, Any]] = field(default_factory=deque)
+    replies: dict[int, Reply] = field(default_factory=dict)  # token -> the client waiting for it
+    wake: Event | None = None  # the driver is asleep on this event
+    timer_at: float = -1.0  # the true time of the pending deadline timer
+    paused: bool = False
+    resume: Event | None = None
+    removed: bool = False  # taken out of the cluster by a membership change
+    incarnation: int = 0
+    last_applied: int = 0
+
+    @property
+    def alive(self) -> bool:
+        return self.member is not None
+
+    @property
+    def name(self) -> str:
+        return f"m{self.slot}"
+
+
+class SimCluster:
+    def __init__(self, env: simpy.Environment, options: RunOptions) -> None:
+        self.env = env
+        self.options = options
+        seed = options.seed
+        self.raft_config = dict(
+            election_timeout_min=options.election_timeout_min,
+            election_timeout_max=options.election_timeout_max,
+            heartbeat_interval=options.heartbeat_interval,
+        )
+        self.network = Network(
+            env,
+            range(1, options.nodes + 1),
+            child_rng(seed, "network"),
+            Latency.parse(options.latency),
+            self._deliver,
+            LinkFaults(options.loss, options.duplicate, options.reorder),
+        )
+        self.client_latency = Latency.parse(options.client_latency)
+        self.client_net_rng = child_rng(seed, "client-network")
+        disk_profile = DiskProfile(Latency.parse(options.disk_write), Latency.parse(options.disk_fsync))
+        clock_rng = child_rng(seed, "clocks")
+        self.slots: dict[int, Slot] = {}
+        for s in range(1, options.nodes + 1):
+            clock = Clock.start(
+                0.0,
+                clock_rng.uniform(-options.clock_offset, options.clock_offset),
+                clock_rng.uniform(-options.clock_drift, options.clock_drift),
+            )
+            self.slots[s] = Slot(s, s, Disk(disk_profile, child_rng(seed, "disk", s)), clock)
+        self.by_id: dict[int, Slot] = {s.raft_id: s for s in self.slots.values()}
+        self.members: dict[int, MemberInfo] = {s: member_info(s) for s in self.slots}
+        self.checks = RunChecks()
+        self.timeline = Timeline()
+        self.tokens = itertools.count(1)
+        self.events_processed = 0
+
+    # ----------------------------------------------------------- lifecycle
+
+    def start(self) -> None:
+        for slot in self.slots.values():
+            self._boot(slot, MemoryStorage(), self.members)
+        self.env.process(self.checks.monitor(self.env, self, self.options.check_interval))
+
+    def _boot(self, slot: Slot, storage: MemoryStorage, initial: dict[int, MemberInfo]) -> None:
+        opts = self.options
+        cfg = MemberConfig(
+            raft=RaftConfig(id=slot.raft_id, **self.raft_config),  # type: ignore[arg-type]
+            name=slot.name,
+            cluster_id=CLUSTER_ID,
+            snapshot_count=opts.snapshot_count,
+            snapshot_catchup_entries=min(500, opts.snapshot_count),
+            bugs=frozenset(opts.bugs),
+        )
+        rng = child_rng(opts.seed, "member", slot.slot, slot.incarnation)
+        slot.member = Member(cfg, storage, rng, slot.clock.local(self.env.now), initial)
+        slot.last_applied = slot.member.applied_index
+        slot.timer_at = -1.0
+        slot.paused = False
+        slot.process = self.env.process(member_driver(self.env, self, slot, storage))
+        self.timeline.member_up(self.env.now, slot)
+
+    def kill(self, slot: Slot, why: str = "kill") -> bool:
+        """Crash the member: volatile state gone, unsynced writes lost. False if it was down already."""
+        if slot.member is None:
+            return False
+        if slot.process is not None and slot.process.is_alive:
+            slot.process.interrupt(why)
+        slot.member = None
+        slot.process = None
+        slot.inbox.clear()
+        slot.requests.clear()
+        slot.replies.clear()  # its clients will time out: their operations become info
+        slot.wake = None
+        if slot.resume is not None and not slot.resume.triggered:
+            slot.resume.succeed()
+        slot.resume = None
+        slot.paused = False
+        self.timeline.member_down(self.env.now, slot)
+        return True
+
+    def restart(self, slot: Slot) -> bool:
+        """Start the member again from what its disk kept (kv's restore). False if it is running."""
+        if slot.member is not None or slot.removed:
+            return False
+        storage = slot.disk.crash()
+        slot.incarnation += 1
+        self.checks.member_restarted(slot)
+        self._boot(slot, storage, self.members)
+        return True
+
+    def pause(self, slot: Slot) -> bool:
+        if slot.member is None or slot.paused:
+            return False
+        slot.paused = True
+        slot.resume = self.env.event()
+        self.timeline.paused(self.env.now, slot, True)
+        return True
+
+    def unpause(self, slot: Slot) -> bool:
+        if not slot.paused:
+            return False
+        slot.paused = False
+        if slot.resume is not None and not slot.resume.triggered:
+            slot.resume.succeed()
+        slot.resume = None
+        self.timeline.paused(self.env.now, slot, False)
+        self.poke(slot)
+        return True
+
+    def poke(self, slot: Slot) -> None:
+        """Wake the driver now (new input, or its clock changed so its deadline moved)."""
+        slot.timer_at = -1.0
+        wake = slot.wake
+        if wake is not None and not wake.triggered:
+            wake.succeed()
+
+    # ------------------------------------------------------------ queries
+
+    def live(self) -> list[Slot]:
+        return [s for s in self.slots.values() if s.member is not None]
+
+    def leader(self) -> Slot | None:
+        """The live, unpaused leader of the highest term, if any."""
+        best: Slot | None = None
+        best_term = -1
+        for s in self.slots.values():
+            m = s.member
+            if m is not None and not s.paused and m.node.role == Role.LEADER and m.node.term > best_term:
+                best, best_term = s, m.node.term
+        return best
+
+    def slot_of(self, raft_id: int) -> Slot | None:
+        return self.by_id.get(raft_id)
+
+    # ------------------------------------------------------------ network
+
+    def _deliver(self, m: Message) -> None:
+        slot = self.by_id.get(m.to)
+        if slot is None or slot.member is None:
+            return
+        slot.inbox.append(m)
+        wake = slot.wake
+        if wake is not None and not wake.triggered:
+            wake.succeed()
+
+    # ------------------------------------------------------------ clients
+
+    def request(self, slot: Slot, request: Any, reply: Reply) -> None:
+        """A client sends `request` to the member in `slot`; `reply` gets the outcome, if any comes."""
+        delay = self.client_latency.sample(self.client_net_rng)
+        ev = self.env.timeout(delay)
+        ev.callbacks.append(lambda _ev: self._arrive_request(slot, request, reply))
+
+    def _arrive_request(self, slot: Slot, request: Any, reply: Reply) -> None:
+        if slot.member is None:
+            return  # connection refused: the client times out
+        token = next(self.tokens)
+        slot.replies[token] = reply
+        slot.requests.append((token, request))
+        self.poke_input(slot)
+
+    def poke_input(self, slot: Slot) -> None:
+        wake = slot.wake
+        if wake is not None and not wake.triggered:
+            wake.succeed()
+
+    def _respond(self, slot: Slot, token: int, outcome: Any) -> None:
+        reply = slot.replies.pop(token, None)
+        if reply is None:
+            return
+        delay = self.client_latency.sample(self.client_net_rng)
+        ev = self.env.timeout(delay)
+        ev.callbacks.append(lambda _ev: reply(outcome))
+
+
+def _timer(slot: Slot, at: float, _ev: Event) -> None:
+    if slot.timer_at == at:
+        slot.timer_at = -1.0
+        wake = slot.wake
+        if wake is not None and not wake.triggered:
+            wake.succeed()
+
+
+def member_driver(env: simpy.Environment, cluster: SimCluster, slot: Slot, storage: MemoryStorage) -> Proc:
+    """DESIGN.md's loop for one member: wait for input or the deadline, tick, feed, drain every Ready.
+
+    Killing the member interrupts this process wherever it waits (even mid-fsync).
+    """
+    member = slot.member
+    assert member is not None
+    clock = slot.clock
+    inbox = slot.inbox
+    requests = slot.requests
+    checks = cluster.checks
+    try:
+        while True:
+            if slot.paused:
+                assert slot.resume is not None
+                yield slot.resume
+                continue
+            cluster.events_processed += 1
+            now = clock.local(env.now)
+            member.tick(now)
+            while inbox:
+                m = inbox.popleft()
+                try:
+                    member.step(m)
+                except CommittedEntryConflict as e:
+                    checks.conflict(env.now, slot, e)
+            while requests:
+                token, req = requests.popleft()
+                member.submit(token, req, now)
+            while (rd := member.ready()) is not None:
+                yield from _handle_ready(env, cluster, slot, member, storage, rd)
+                member.advance(rd)
+                checks.after_advance(env.now, slot, member)
+            cluster.timeline.observe(env.now, slot, member)
+            if inbox or requests or slot.paused:
+                continue
+            at = clock.true_time(member.deadline())
+            if at < env.now:
+                at = env.now
+            if at != slot.timer_at:
+                slot.timer_at = at
+                t = env.timeout(at - env.now)
+                t.callbacks.append(lambda ev, s=slot, a=at: _timer(s, a, ev))
+            slot.wake = env.event()
+            yield slot.wake
+            slot.wake = None
+    except simpy.Interrupt:
+        return
+
+
+def _handle_ready(
+    env: simpy.Environment, cluster: SimCluster, slot: Slot, member: Member, storage: MemoryStorage, rd: MemberReady
+) -> Proc:
+    r = rd.raft
+    if r is not None:
+        storage.save(r.hard_state, r.entries, r.snapshot)
+        if r.hard_state is not None or r.entries or r.snapshot is not None:
+            yield from persist(env, slot.disk, r.hard_state, r.entries, r.snapshot, r.must_sync)
+        if rd.snapshot is not None:
+            slot.disk.record_app_snapshot(rd.snapshot)
+            slot.disk.fsync()
+        while slot.paused:  # stopped mid-write: nothing leaves until it resumes
+            assert slot.resume is not None
+            yield slot.resume
+        send = cluster.network.send
+        for m in r.messages:
+            send(m)
+        if r.committed_entries:
+            cluster.checks.applied(env.now, slot, r.committed_entries)
+    elif rd.snapshot is not None:
+        slot.disk.record_app_snapshot(rd.snapshot)
+        slot.disk.fsync()
+    for token, outcome in rd.responses:
+        cluster._respond(slot, token, outcome)
+    # Watch responses have no consumer in the register workload; later workloads subscribe here.
+    if rd.watch_responses:
+        cluster.watch_responses(slot, rd.watch_responses) if hasattr(cluster, "watch_responses") else None
+
+
+__all__ = ["SimCluster", "Slot", "member_driver", "RaftKVError", "random"]
