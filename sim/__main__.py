@@ -21,6 +21,10 @@ from typing import NoReturn
 SUBCOMMANDS: tuple[str, ...] = (
     "sim.check.cli:add_check",
     "sim.check.cli:add_check_bench",
+    "sim.cli:add_run",
+    "sim.cli:add_sweep",
+    "sim.cli:add_replay",
+    "sim.cli:add_bench",
 )
 
 USAGE_ERROR = 3

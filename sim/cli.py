@@ -3,7 +3,7 @@
 ``add_parsers(subparsers)`` registers the four subcommands on the ``python -m
 sim`` parser; ``main`` runs them standalone (``python -m sim.cli run ...``).
 Exit status: 0 when every check of every run passed, 1 when any failed,
-2 for bad usage.
+3 for bad usage (``sim/__main__.py``'s convention).
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from kv.bugs import TeachingBug
 from sim.options import RunOptions
 from sim.schedule import Fault, ScheduleError
 from sim.schedule import read as read_schedule
+
+USAGE_ERROR = 3
 
 HELP = {
     "seed": "the one seed every random choice derives from (network, disk, clocks, workload, faults)",
@@ -111,7 +113,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         opts = _options(args)
     except (ValueError, ScheduleError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return USAGE_ERROR
     return run_and_report(opts, plots=not args.no_plots)
 
 
@@ -145,7 +147,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         opts = RunOptions.from_json(options)
     except (ScheduleError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return USAGE_ERROR
     out = args.out or str(Path(args.schedule_json).parent / "replay")
     opts = opts.with_(schedule_file=str(args.schedule_json), out=out)
     return run_and_report(opts, plots=not args.no_plots)
@@ -179,7 +181,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         base = _options(args)
     except (ValueError, ScheduleError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return USAGE_ERROR
     first = base.seed if args.seed is not None else 1
     seeds = range(first, first + args.seeds)
     out_root = Path(args.out) if args.out else None
@@ -264,7 +266,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------- parsers
 
 
-def add_parsers(subparsers: Any) -> None:
+def add_run(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "run",
         help="run one simulation and check it",
@@ -275,8 +277,10 @@ def add_parsers(subparsers: Any) -> None:
     _add_run_options(p)
     p.add_argument("--out", metavar="DIR", help="output directory (default sim-out/seed-N)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots (faster)")
-    p.set_defaults(func=cmd_run)
+    p.set_defaults(run=cmd_run)
 
+
+def add_sweep(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "sweep",
         help="run many seeds in parallel and list the failures",
@@ -288,8 +292,10 @@ def add_parsers(subparsers: Any) -> None:
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel processes (default: CPU count)")
     p.add_argument("--out", metavar="DIR", help="write each failing run's files to DIR/seed-N")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_sweep)
+    p.set_defaults(run=cmd_sweep)
 
+
+def add_replay(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "replay",
         help="rerun a run from its schedule.json",
@@ -298,8 +304,10 @@ def add_parsers(subparsers: Any) -> None:
     p.add_argument("schedule_json", metavar="SCHEDULE_JSON", help="a schedule.json written by sim run")
     p.add_argument("--out", metavar="DIR", help="output directory (default: replay/ next to the schedule)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
-    p.set_defaults(func=cmd_replay)
+    p.set_defaults(run=cmd_replay)
 
+
+def add_bench(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "bench",
         help="measure simulator speed on a fixed scenario",
@@ -309,15 +317,20 @@ def add_parsers(subparsers: Any) -> None:
     p.add_argument("--seed", type=int, default=1, help="first seed (default 1)")
     p.add_argument("--repeat", type=int, default=3, help="runs, with consecutive seeds (default 3)")
     p.add_argument("--skip-check", action="store_true", help="skip the linearizability check")
-    p.set_defaults(func=cmd_bench)
+    p.set_defaults(run=cmd_bench)
+
+
+def add_parsers(subparsers: Any) -> None:
+    """All four subcommands (sim/__main__.py registers them one by one)."""
+    for add in (add_run, add_sweep, add_replay, add_bench):
+        add(subparsers)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sim", description="raftkv's deterministic simulator.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_parsers(sub)
-    args = parser.parse_args(argv)
-    return int(args.func(args))
+    """``python -m sim`` with every registered subcommand (this module's included)."""
+    from sim.__main__ import main as sim_main
+
+    return sim_main(argv)
 
 
 if __name__ == "__main__":
