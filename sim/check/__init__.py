@@ -8,9 +8,12 @@ Each returns a :class:`CheckResult`. ``python -m sim check --help`` is the
 command line.
 """
 
+from sim.check.lease import check_lease
 from sim.check.linearizability import DEFAULT_TIMEOUT, check
+from sim.check.lock import check_lock
 from sim.check.model import ModelKind
 from sim.check.result import CheckKind, CheckResult, Counterexample, Verdict, Violation, render_text
+from sim.check.watch import check_watch
 from sim.check.wgl import DEFAULT_CACHE_CAP
 
 __all__ = [
@@ -23,5 +26,8 @@ __all__ = [
     "Verdict",
     "Violation",
     "check",
+    "check_lease",
+    "check_lock",
+    "check_watch",
     "render_text",
 ]
