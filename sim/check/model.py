@@ -23,7 +23,7 @@ changes nothing, which is the same as "it took effect and returned false").
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Set
 from typing import Final, TypeAlias
 
 from sim.history import CasValue, MicroKind, MicroOp, Operation, OpKind, Status
@@ -45,19 +45,52 @@ class _Illegal:
 
 ILLEGAL: Final = _Illegal()
 
+
+class _Unobserved:
+    """The value of a key after a write whose value no operation ever observes.
+
+    Every such value behaves the same for all later operations (it equals no
+    output and no cas expectation), so the search may treat them as one state:
+    configurations that differ only in which unobserved value is current are
+    merged in Lowe's cache, which is where most of the search space goes.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "UNOBSERVED"
+
+
+UNOBSERVED: Final = _Unobserved()
+
 State: TypeAlias = "str | None | tuple[str | None, ...]"
 Step: TypeAlias = Callable[[State], "State | _Illegal"]
 
 
-def compile_step(op: Operation, slots: Mapping[str, int] | None) -> Step:
-    """The step function of ``op``; ``slots`` None means a one-key (scalar) state."""
+def compile_step(
+    op: Operation, slots: Mapping[str, int] | None, observed: Set[tuple[str, str | None]] | None = None
+) -> Step:
+    """The step function of ``op``; ``slots`` None means a one-key (scalar) state.
+
+    With ``observed`` (every exact (key, value) observation of the component),
+    writes of values outside it store :data:`UNOBSERVED` instead.
+    """
+
+    def canon(key: str, value: str | None) -> str | None:
+        if observed is None or value is None or (key, value) in observed:
+            return value
+        return UNOBSERVED  # type: ignore[return-value]
+
     if op.op is OpKind.TXN:
         assert isinstance(op.value, tuple)
-        return _compile_txn(op, op.value, slots)
+        micro = tuple(
+            MicroOp(m.op, m.key, canon(m.key, m.value)) if m.op is MicroKind.PUT else m for m in op.value
+        )
+        return _compile_txn(op, micro, slots)
     if slots is not None:
         # A single-key op inside a multi-key component: lift the scalar step.
         assert op.key is not None
-        inner = compile_step(op, None)
+        inner = compile_step(op, None, observed)
         i = slots[op.key]
 
         def lifted(state: State) -> State | _Illegal:
@@ -79,7 +112,8 @@ def compile_step(op: Operation, slots: Mapping[str, int] | None) -> Step:
 
         return get
     if op.op is OpKind.PUT:
-        written = op.value
+        assert isinstance(op.value, str) and op.key is not None
+        written = canon(op.key, op.value)
 
         def put(state: State) -> State | _Illegal:
             return written  # type: ignore[return-value]
@@ -92,7 +126,8 @@ def compile_step(op: Operation, slots: Mapping[str, int] | None) -> Step:
 
         return delete
     assert isinstance(op.value, CasValue)
-    expect, new = op.value.expect, op.value.new
+    assert op.key is not None
+    expect, new = op.value.expect, canon(op.key, op.value.new)
     if info:
 
         def cas_maybe(state: State) -> State | _Illegal:
@@ -204,6 +239,39 @@ def external_writes(op: Operation) -> list[tuple[str, str | None]]:
                 last[m.key] = m.value
         return list(last.items())
     return []
+
+
+def observed_values(ops: Iterable[Operation]) -> set[tuple[str, str | None]]:
+    """Every (key, value) some operation compares the store with.
+
+    Reads of ok operations (a txn's reads of its own writes included), and
+    the ``expect`` of every cas whatever its status (a refused or pending cas
+    compares too).
+    """
+    seen: set[tuple[str, str | None]] = set()
+    for op in ops:
+        seen.update(external_reads(op))
+        if op.op is OpKind.TXN and op.status is Status.OK:
+            assert isinstance(op.value, tuple) and isinstance(op.output, tuple)
+            seen.update((m.key, out) for m, out in zip(op.value, op.output) if m.op is MicroKind.GET)
+        if op.op is OpKind.CAS and op.status is not Status.FAIL:
+            assert isinstance(op.value, CasValue) and op.key is not None
+            seen.add((op.key, op.value.expect))
+    return seen
+
+
+def is_read_only(op: Operation) -> bool:
+    """An ok operation that cannot change the store: a get, a refused cas, a txn of gets."""
+    if op.status is not Status.OK:
+        return False
+    if op.op is OpKind.GET:
+        return True
+    if op.op is OpKind.CAS:
+        return op.output is False
+    if op.op is OpKind.TXN:
+        assert isinstance(op.value, tuple)
+        return all(m.op is MicroKind.GET for m in op.value)
+    return False
 
 
 def is_refused_cas(op: Operation) -> bool:

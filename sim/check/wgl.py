@@ -26,6 +26,16 @@ Beyond Porcupine:
   and the search succeeds once every ``ok`` operation is linearized: an
   unplaced info operation simply never happened (or happened after
   everything, which is the same for a store nobody reads afterwards);
+* values nobody observes collapse into one state (``model.UNOBSERVED``), so
+  configurations that differ only in which unread write came last share one
+  cache entry;
+* reads go first: if a minimal read-only operation (a get, a refused cas, a
+  txn of gets) is legal in the current state, some linearization extending
+  the current prefix places it next, if any does. It changes nothing, and no
+  pending operation must precede it (it is minimal). So it is placed without
+  making a choice point, and backtracking past it goes straight to the
+  previous choice. This prunes the interleavings of reads with each other and
+  with writes that Lowe's cache alone would explore;
 * the cache is capped (``cache_cap`` configurations). Past the cap new
   configurations are no longer remembered; the search stays correct, only
   slower, and the time limit turns it into ``unknown``. Memory stays bounded.
@@ -37,7 +47,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from sim.check.model import ILLEGAL, State, compile_step, initial_state
+from sim.check.model import ILLEGAL, State, compile_step, initial_state, is_read_only, observed_values
 from sim.check.result import Verdict
 from sim.history import Operation, Status
 
@@ -78,8 +88,10 @@ def search(
     UNKNOWN. ``slots`` None means the component has one key (scalar state).
     """
     n = len(ops)
-    steps = [compile_step(op, slots) for op in ops]
+    observed = observed_values(ops)
+    steps = [compile_step(op, slots, observed) for op in ops]
     is_ok = [op.status is Status.OK for op in ops]
+    reader = [is_read_only(op) for op in ops]
     remaining = sum(is_ok)
 
     # Event list: node 0 is the head sentinel, -1 ends the list.
@@ -119,19 +131,31 @@ def search(
 
     state: State = initial_state(slots)
     linearized = 0
-    stack: list[tuple[int, State]] = []
+    # (operation, state before it, placed without a choice)
+    stack: list[tuple[int, State, bool]] = []
     cache: set[tuple[int, State]] = set()
     cache_full = False
     explored = 0
     longest: tuple[int, ...] = ()
     budget = _CLOCK_EVERY
     node = nxt[0]
+    look_for_reads = True
     while remaining:
         budget -= 1
         if budget == 0:
             budget = _CLOCK_EVERY
             if deadline is not None and time.monotonic() > deadline:
                 return SearchOutcome(Verdict.UNKNOWN, explored, (), longest, cache_full, len(cache))
+        forced = False
+        if look_for_reads:
+            look_for_reads = False
+            x = nxt[0]
+            while x != -1 and node_call[x]:
+                j = node_op[x]
+                if reader[j] and steps[j](state) is not ILLEGAL:
+                    node, forced = x, True
+                    break
+                x = nxt[x]
         i = node_op[node]
         if node_call[node]:
             after = steps[i](state)
@@ -144,7 +168,7 @@ def search(
                     else:
                         cache_full = True
                     explored += 1
-                    stack.append((i, state))
+                    stack.append((i, state, forced))
                     state = after  # type: ignore[assignment]
                     linearized = bits
                     if is_ok[i]:
@@ -153,22 +177,31 @@ def search(
                     if return_node[i] != -1:
                         lift(return_node[i])
                     if track_longest and len(stack) > len(longest):
-                        longest = tuple(j for j, _ in stack)
+                        longest = tuple(j for j, _, _ in stack)
                     node = nxt[0]
+                    look_for_reads = True
                     continue
-            node = nxt[node]
-        else:
+                if forced:
+                    # Placing the read next is without loss of generality and
+                    # that configuration already failed: so does this one.
+                    node = -1
+            if node != -1:
+                node = nxt[node]
+        if node == -1 or not node_call[node]:
             # The earliest pending return, and its operation is not placed:
-            # undo the last choice and try the next candidate after it.
-            if not stack:
-                return SearchOutcome(Verdict.VIOLATION, explored, (), longest, cache_full, len(cache))
-            i, state = stack.pop()
-            linearized ^= 1 << i
-            if is_ok[i]:
-                remaining += 1
-            if return_node[i] != -1:
-                unlift(return_node[i])
-            unlift(call_node[i])
+            # undo the last real choice and try the next candidate after it.
+            while True:
+                if not stack:
+                    return SearchOutcome(Verdict.VIOLATION, explored, (), longest, cache_full, len(cache))
+                i, state, was_forced = stack.pop()
+                linearized ^= 1 << i
+                if is_ok[i]:
+                    remaining += 1
+                if return_node[i] != -1:
+                    unlift(return_node[i])
+                unlift(call_node[i])
+                if not was_forced:
+                    break
             node = nxt[call_node[i]]
-    order = tuple(j for j, _ in stack)
+    order = tuple(j for j, _, _ in stack)
     return SearchOutcome(Verdict.OK, explored, order, order if track_longest else (), cache_full, len(cache))

@@ -181,3 +181,17 @@ def test_path_argument_reads_the_file(tmp_path) -> None:
     result = check(str(path))
     assert result.verdict is Verdict.VIOLATION
     assert result.counterexample is not None and result.counterexample.ops[0].line == 1
+
+
+# --- regressions: counterexamples hypothesis found, kept as explicit cases ---
+
+
+def test_txn_reading_its_own_unobserved_write_is_linearizable() -> None:
+    # Found by the brute-force comparison: the value x is read only inside
+    # the txn that wrote it, and must not be collapsed as "unobserved".
+    ops = history(
+        (0, "get", "a", None, None, 0.0, 0.0),
+        (1, "txn", None, ({"op": "put", "key": "a", "value": "x"}, {"op": "get", "key": "a", "value": None}),
+         (None, "x"), 0.0, 0.0),
+    )
+    assert check(ops).verdict is Verdict.OK
