@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 
 from sim.check import zones
 from sim.check.decompose import Component, decompose, drop_unobserved_info_writes
-from sim.check.minimize import ddmin
+from sim.check.minimize import close, ddmin
 from sim.check.model import ModelKind
 from sim.check.refute import Refutation, unwritten_read
 from sim.check.result import CheckKind, CheckResult, Counterexample, Verdict
@@ -79,6 +79,10 @@ def decide_component(
         refuted = zones.zone_check(kept)
         verdict = Verdict.OK if refuted is None else Verdict.VIOLATION
         return ComponentDecision(verdict, len(kept), Method.ZONES, refuted, dropped)
+    refuted = zones.refute_unique_values(kept)
+    if refuted is not None:
+        closed = Refutation(refuted.reason, close(refuted.ops, kept))
+        return ComponentDecision(Verdict.VIOLATION, len(kept), Method.ZONES, closed, dropped)
     outcome = search(kept, slots, deadline=deadline, cache_cap=cache_cap)
     return ComponentDecision(outcome.verdict, outcome.explored, Method.SEARCH, None, dropped, outcome.cache_full)
 
@@ -235,6 +239,8 @@ def _reason(fragment: Sequence[Operation], slots: Mapping[str, int] | None) -> s
     refuted = unwritten_read(fragment)
     if refuted is None and slots is None and zones.applicable(fragment):
         refuted = zones.zone_check(fragment)
+    if refuted is None:
+        refuted = zones.refute_unique_values(fragment)
     if refuted is not None:
         return refuted.reason
     return "no order of these operations respects both real time and the key-value semantics"

@@ -59,6 +59,29 @@ def orphans(kept: Sequence[Operation], removed: set[int]) -> set[int]:
             return removed
 
 
+def close(fragment: Sequence[Operation], ops: Sequence[Operation]) -> tuple[Operation, ...]:
+    """``fragment`` plus, from ``ops``, every write it needs to stay faithful (see above)."""
+    chosen = {op.index: op for op in fragment}
+    writers: dict[tuple[str, str | None], list[Operation]] = {}
+    by_key: dict[str, list[Operation]] = {}
+    for op in ops:
+        for kv in external_writes(op):
+            writers.setdefault(kv, []).append(op)
+            by_key.setdefault(kv[0], []).append(op)
+    todo = list(fragment)
+    while todo:
+        op = todo.pop()
+        needed = [w for kv in observations(op) for w in writers.get(kv, ())]
+        if is_refused_cas(op):
+            assert op.key is not None
+            needed += by_key.get(op.key, [])
+        for w in needed:
+            if w.index not in chosen:
+                chosen[w.index] = w
+                todo.append(w)
+    return tuple(sorted(chosen.values(), key=lambda o: o.index))
+
+
 def ddmin(ops: Sequence[Operation], decide: Decide, deadline: float) -> tuple[tuple[Operation, ...], bool]:
     """A 1-minimal closed failing subset of ``ops`` (which must fail), and whether minimal.
 

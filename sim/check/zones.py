@@ -32,6 +32,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from sim.check.model import external_reads, external_writes
 from sim.check.refute import Refutation
 from sim.history import Operation, OpKind, Status, describe_call
 
@@ -138,3 +139,59 @@ def _show(value: str | None) -> str:
 
 def _merge(a: Zone, b: Zone) -> tuple[Operation, ...]:
     return tuple(sorted({op.index: op for op in (*a.ops, *b.ops)}.values(), key=lambda o: o.index))
+
+
+def refute_unique_values(ops: Sequence[Operation]) -> Refutation | None:
+    """A sound, incomplete zone check for components with cas, delete or txn.
+
+    For a value v written exactly once to key k, the Gibbons & Korach argument
+    still holds whatever else the history does: v must be in place over its
+    forward zone, since nothing can write it again. So two such forward zones
+    on one key may not overlap, and no operation that certainly writes k (an
+    ok put, delete, matched cas or writing txn) may lie strictly inside one.
+    Finding either refutes the history at once; finding neither proves
+    nothing, and the search decides.
+    """
+    writers: dict[tuple[str, str | None], list[Operation]] = {}
+    observers: dict[tuple[str, str | None], list[Operation]] = {}
+    for op in ops:
+        for kv in external_writes(op):
+            writers.setdefault(kv, []).append(op)
+        for kv in external_reads(op):
+            observers.setdefault(kv, []).append(op)
+    by_key: dict[str, list[Zone]] = {}
+    for (key, value), seen in observers.items():
+        ws = writers.get((key, value), [])
+        if value is None or len(ws) != 1:
+            continue
+        cluster = (ws[0], *(o for o in seen if o is not ws[0]))
+        by_key.setdefault(key, []).append(
+            Zone(value, min(o.end for o in cluster), max(o.call for o in cluster), cluster)
+        )
+    for key, found in by_key.items():
+        forward = sorted((z for z in found if z.forward), key=lambda z: z.low)
+        widest: Zone | None = None
+        for z in forward:
+            if widest is not None and z.low < widest.high:
+                return Refutation(
+                    f"{key}={_show(widest.value)} and {key}={_show(z.value)}, each written once, must each "
+                    "stay in place over overlapping spans of time",
+                    _merge(widest, z),
+                )
+            if widest is None or z.high > widest.high:
+                widest = z
+        if not forward:
+            continue
+        lows = [z.low for z in forward]
+        for op in ops:
+            if op.status is not Status.OK or not any(k == key for k, _ in external_writes(op)):
+                continue
+            i = bisect.bisect_left(lows, op.call) - 1
+            if i >= 0 and op.end < forward[i].high:
+                f = forward[i]
+                return Refutation(
+                    f"{describe_call(op)} certainly overwrites {key} while {key}={_show(f.value)}, "
+                    "written only once, must stay in place",
+                    tuple(sorted({o.index: o for o in (*f.ops, op)}.values(), key=lambda o: o.index)),
+                )
+    return None

@@ -77,3 +77,19 @@ def test_counterexample_fragment_is_not_linearizable_on_its_own(ops: list[Operat
         fragment = list(result.counterexample.ops)
         assert not brute_force_linearizable(fragment)
         assert {op.index for op in fragment} <= {op.index for op in ops}
+
+
+@fast(700)
+@given(histories(unique_values=True, keys=("a", "b")))
+def test_check_verdict_equals_brute_force_when_written_values_are_unique(ops: list[Operation]) -> None:
+    # Exercises the zone refutation for components with cas, delete and txn.
+    assert check(ops, timeout=None).verdict is _expected(ops)
+
+
+@fast(300)
+@given(histories(unique_values=True, keys=("a",)))
+def test_unique_value_counterexamples_are_not_linearizable_on_their_own(ops: list[Operation]) -> None:
+    result = check(ops, timeout=None)
+    if result.verdict is Verdict.VIOLATION:
+        assert result.counterexample is not None
+        assert not brute_force_linearizable(list(result.counterexample.ops))
