@@ -312,7 +312,11 @@ class RaftNode:
             persisted_hs = HardState(term=hs.term, vote=NONE, commit=hs.commit)
         hard_state = persisted_hs if hs != self._prev_hard_state else None
         entries = tuple(self.log.unstable)
-        must_sync = bool(entries) or (
+        # An installed snapshot is acknowledged (APP_RESP at its index) by this Ready's
+        # messages, so like entries it must be durable before they are sent (Raft Figure 2:
+        # respond only after updating stable storage). Otherwise a crash leaves the leader's
+        # match_index past the follower's log, and their probe/reject exchange never ends.
+        must_sync = bool(entries) or self.log.unstable_snapshot is not None or (
             hard_state is not None
             and (hard_state.term != self._prev_hard_state.term or hard_state.vote != self._prev_hard_state.vote)
         )
