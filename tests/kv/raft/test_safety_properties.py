@@ -35,7 +35,7 @@ from hypothesis.stateful import (
 
 from kv.errors import ProposalDropped
 from kv.raft.invariants import Property
-from kv.raft.messages import NONE, Role
+from kv.raft.messages import NONE, MessageType, Role
 from tests.kv.raft.harness import ScriptedCluster
 
 ELECTION_TIMEOUT_MIN = 0.150
@@ -97,6 +97,8 @@ class RaftClusterMachine(RuleBasedStateMachine):
         super().__init__()
         self.proposals = 0
         self.reads = 0
+        # ReadIndex request ctx -> the highest commit index any node knew when it was asked.
+        self.read_floor: dict[bytes, int] = {}
 
     @initialize(
         size=st.sampled_from([3, 5]),
@@ -251,8 +253,11 @@ class RaftClusterMachine(RuleBasedStateMachine):
         self.reads += 1
         node.tick(self.c.now)
         self.c.process(node_id)
+        ctx = f"r{self.reads}".encode()
+        # Linearizability: the read must observe every write some node already saw committed.
+        self.read_floor[ctx] = max(n.log.committed for n in self.c.nodes.values())
         try:
-            node.read_index(f"r{self.reads}".encode())
+            node.read_index(ctx)
         except ProposalDropped:
             pass  # no leader known: refusing is allowed
         self.c.process(node_id)
@@ -278,6 +283,23 @@ class RaftClusterMachine(RuleBasedStateMachine):
     @invariant()
     def commit_index_is_monotonic(self) -> None:
         _holds(self.c, Property.MONOTONIC_COMMIT)
+
+    @invariant()
+    def read_index_covers_everything_committed_before_the_read(self) -> None:
+        for i, answers in self.c.read_states.items():
+            for index, ctx in answers:
+                assert index >= self.read_floor[ctx], (
+                    f"node {i} got read index {index} for {ctx!r}, but {self.read_floor[ctx]} was committed before"
+                )
+
+    @invariant()
+    def leader_progress_is_consistent(self) -> None:
+        for n in self.c.nodes.values():
+            assert n.log.applied <= n.log.committed <= n.log.last_index()
+            if n.role == Role.LEADER:
+                for pr in n.tracker.progress.values():
+                    pr.check_invariants()
+                    assert pr.match_index <= n.log.last_index()
 
     def teardown(self) -> None:
         if hasattr(self, "c") and not self.c.violations:
@@ -380,3 +402,38 @@ def test_transcript_is_identical_across_processes_with_different_hash_seeds() ->
         digests.add(out.stdout.strip())
     local = hashlib.sha256(run_schedule(5, 42, CROSS_PROCESS_SCHEDULE).c.transcript()).hexdigest()
     assert digests == {local}
+
+
+# --- regressions: schedules that once broke the core, replayed step by step ------------
+
+
+def test_follower_that_crashes_right_after_installing_a_snapshot_still_catches_up() -> None:
+    # A follower acknowledged an installed snapshot in a Ready with must_sync=False, crashed
+    # before anything else was fsynced, and came back without it. The leader's match_index
+    # then pointed past the follower's log: each append was rejected at match_index, the
+    # leader re-probed the same index at once, and the two exchanged messages forever at one
+    # instant (a livelock; the follower never caught up). Fixed in RaftNode.ready(): a
+    # Ready carrying a snapshot must be synced.
+    c = ScriptedCluster((1, 2, 3), seed=25)
+    lead = c.elect()
+    lagging = next(i for i in sorted(c.nodes) if i != lead)
+    c.isolate(lagging)
+    for k in range(5):
+        c.propose(lead, f"v{k}".encode())
+    c.compact(lead)
+    c.heal()
+    # Once the snapshot is on its way, lose every append to the lagging node, so that the
+    # snapshot's Ready is the last thing it persisted before the crash.
+    c.drop_filter = lambda m: m.type == MessageType.APP and m.to == lagging and bool(c.messages_of(MessageType.SNAP))
+    c.run_for(1.0)
+    installed = [rd for i, rd in c.readies if i == lagging and rd.snapshot is not None]
+    assert len(installed) == 1 and installed[0].must_sync
+    snap_index = installed[0].snapshot.metadata.index  # type: ignore[union-attr]
+    c.crash(lagging)
+    assert c.restart(lagging).log.last_index() == snap_index  # the acknowledged snapshot survived
+    c.drop_filter = None
+    c.propose(lead, b"after")
+    assert c.deliver_all(limit=1000) < 1000  # no endless reject/probe exchange
+    c.run_for(0.5)
+    assert c.applied_data(lagging) == [f"v{k}".encode() for k in range(5)] + [b"after"]
+    c.assert_safe()
