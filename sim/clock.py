@@ -15,6 +15,7 @@ whose clock was stepped back.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 
@@ -36,8 +37,15 @@ class Clock:
         return self.anchor_local + (true_now - self.anchor_true) * self.rate
 
     def true_time(self, local: float) -> float:
-        """The true time at which this clock will read `local` (at the current rate)."""
-        return self.anchor_true + (local - self.anchor_local) / self.rate
+        """The earliest true time at which this clock reads at least `local` (at the current rate).
+
+        Rounded up to the float where ``self.local`` reaches `local`: a member woken by its
+        deadline timer must see its deadline as due, or it would sleep 0 s forever.
+        """
+        t = self.anchor_true + (local - self.anchor_local) / self.rate
+        while self.local(t) < local:
+            t = math.nextafter(t, math.inf)
+        return t
 
     def offset(self, true_now: float) -> float:
         return self.local(true_now) - true_now

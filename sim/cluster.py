@@ -20,12 +20,10 @@ import random
 from collections import deque
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import simpy
 
-from kv.errors import RaftKVError
-from kv.member import Member, MemberConfig, MemberInfo, MemberReady
 from kv.raft.config import RaftConfig
 from kv.raft.log import CommittedEntryConflict
 from kv.raft.messages import Message, Role
@@ -39,20 +37,44 @@ from sim.options import RunOptions
 from sim.seeds import child_rng
 from sim.timeline import Timeline
 
+if TYPE_CHECKING:
+    from kv.member import Member, MemberReady
+
 Event = simpy.events.Event
 Proc = Generator[Event, Any, None]
 Reply = Callable[[Any], None]  # receives a response dataclass or a RaftKVError
+# (options, slot, raft config, storage, rng, local now, initial member ids) -> a Member
+MemberFactory = Callable[[RunOptions, int, RaftConfig, MemoryStorage, random.Random, float, tuple[int, ...]], Any]
 
 CLUSTER_ID = 0x5A5A
 
 
-def member_info(slot: int) -> MemberInfo:
-    return MemberInfo(
+def make_member(
+    options: RunOptions,
+    slot: int,
+    raft: RaftConfig,
+    storage: MemoryStorage,
+    rng: random.Random,
+    now: float,
+    initial: tuple[int, ...],
+) -> Member:
+    """The real thing: an etcd member from kv.member, unchanged."""
+    from kv.member import Member, MemberConfig, MemberInfo
+
+    cfg = MemberConfig(
+        raft=raft,
         name=f"m{slot}",
-        peer_urls=(f"http://m{slot}:2380",),
-        client_urls=(f"http://m{slot}:2379",),
-        is_learner=False,
+        cluster_id=CLUSTER_ID,
+        snapshot_count=options.snapshot_count,
+        snapshot_catchup_entries=min(500, options.snapshot_count),
+        bugs=frozenset(options.bugs),
     )
+    members = {
+        i: MemberInfo(name=f"m{i}", peer_urls=(f"http://m{i}:2380",), client_urls=(f"http://m{i}:2379",),
+                      is_learner=False)
+        for i in initial
+    }
+    return Member(cfg, storage, rng, now, members)
 
 
 @dataclass(eq=False)
@@ -86,9 +108,10 @@ class Slot:
 
 
 class SimCluster:
-    def __init__(self, env: simpy.Environment, options: RunOptions) -> None:
+    def __init__(self, env: simpy.Environment, options: RunOptions, member_factory: MemberFactory = make_member) -> None:
         self.env = env
         self.options = options
+        self.member_factory = member_factory
         seed = options.seed
         self.raft_config = dict(
             election_timeout_min=options.election_timeout_min,
@@ -116,31 +139,26 @@ class SimCluster:
             )
             self.slots[s] = Slot(s, s, Disk(disk_profile, child_rng(seed, "disk", s)), clock)
         self.by_id: dict[int, Slot] = {s.raft_id: s for s in self.slots.values()}
-        self.members: dict[int, MemberInfo] = {s: member_info(s) for s in self.slots}
+        self.initial_ids: tuple[int, ...] = tuple(sorted(self.by_id))
         self.checks = RunChecks()
         self.timeline = Timeline()
         self.tokens = itertools.count(1)
+        self.on_watch_responses: Callable[[Slot, tuple[tuple[Any, Any], ...]], None] | None = None
         self.events_processed = 0
 
     # ----------------------------------------------------------- lifecycle
 
     def start(self) -> None:
         for slot in self.slots.values():
-            self._boot(slot, MemoryStorage(), self.members)
+            self._boot(slot, MemoryStorage())
         self.env.process(self.checks.monitor(self.env, self, self.options.check_interval))
 
-    def _boot(self, slot: Slot, storage: MemoryStorage, initial: dict[int, MemberInfo]) -> None:
+    def _boot(self, slot: Slot, storage: MemoryStorage) -> None:
         opts = self.options
-        cfg = MemberConfig(
-            raft=RaftConfig(id=slot.raft_id, **self.raft_config),  # type: ignore[arg-type]
-            name=slot.name,
-            cluster_id=CLUSTER_ID,
-            snapshot_count=opts.snapshot_count,
-            snapshot_catchup_entries=min(500, opts.snapshot_count),
-            bugs=frozenset(opts.bugs),
-        )
+        raft = RaftConfig(id=slot.raft_id, **self.raft_config)  # type: ignore[arg-type]
         rng = child_rng(opts.seed, "member", slot.slot, slot.incarnation)
-        slot.member = Member(cfg, storage, rng, slot.clock.local(self.env.now), initial)
+        now = slot.clock.local(self.env.now)
+        slot.member = self.member_factory(opts, slot.slot, raft, storage, rng, now, self.initial_ids)
         slot.last_applied = slot.member.applied_index
         slot.timer_at = -1.0
         slot.paused = False
@@ -173,7 +191,7 @@ class SimCluster:
         storage = slot.disk.crash()
         slot.incarnation += 1
         self.checks.member_restarted(slot)
-        self._boot(slot, storage, self.members)
+        self._boot(slot, storage)
         return True
 
     def pause(self, slot: Slot) -> bool:
@@ -308,7 +326,10 @@ def member_driver(env: simpy.Environment, cluster: SimCluster, slot: Slot, stora
             at = clock.true_time(member.deadline())
             if at < env.now:
                 at = env.now
-            if at != slot.timer_at:
+            # Lazy timers (profiling: a follower's deadline moves on every heartbeat, and a fresh
+            # timer per message doubled the event count): keep a pending earlier timer; when it
+            # fires early the member ticks, finds nothing due, and re-arms for its real deadline.
+            if slot.timer_at < 0 or at < slot.timer_at:
                 slot.timer_at = at
                 t = env.timeout(at - env.now)
                 t.callbacks.append(lambda ev, s=slot, a=at: _timer(s, a, ev))
@@ -343,9 +364,6 @@ def _handle_ready(
         slot.disk.fsync()
     for token, outcome in rd.responses:
         cluster._respond(slot, token, outcome)
-    # Watch responses have no consumer in the register workload; later workloads subscribe here.
-    if rd.watch_responses:
-        cluster.watch_responses(slot, rd.watch_responses) if hasattr(cluster, "watch_responses") else None
-
-
-__all__ = ["SimCluster", "Slot", "member_driver", "RaftKVError", "random"]
+    if rd.watch_responses and cluster.on_watch_responses is not None:
+        # The register workload has no watchers; a watch workload sets this hook.
+        cluster.on_watch_responses(slot, rd.watch_responses)

@@ -44,7 +44,7 @@ class RunOptions:
     election_timeout_max: float = 1.0
     heartbeat_interval: float = 0.1
     snapshot_count: int = 2000  # a member snapshots (and compacts) every this many applied entries
-    check_interval: float = 0.5  # run the in-run invariant checks every this many simulated seconds
+    check_interval: float = 2.0  # run the in-run invariant checks every this many simulated seconds
     check_timeout: float = 60.0  # wall seconds the linearizability check may take
     bugs: tuple[str, ...] = ()
     schedule_file: str = ""  # faults from this file instead of the seed

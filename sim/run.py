@@ -23,7 +23,7 @@ from typing import Any
 import simpy
 
 from sim.check import CheckResult, Verdict, check
-from sim.cluster import SimCluster
+from sim.cluster import MemberFactory, SimCluster, make_member
 from sim.clients import ClientContext, Probe, liveness_probe
 from sim.history import Operation, Status
 from sim.nemesis import Nemesis, nemesis
@@ -72,12 +72,18 @@ def percentiles(values: list[float]) -> dict[str, float | None]:
     return {"p50": at(0.50), "p90": at(0.90), "p99": at(0.99), "max": round(v[-1] * 1000, 3)}
 
 
-def simulate(options: RunOptions, events: list[FaultEvent] | None = None, *, linearizability: bool = True) -> RunResult:
+def simulate(
+    options: RunOptions,
+    events: list[FaultEvent] | None = None,
+    *,
+    linearizability: bool = True,
+    member_factory: MemberFactory = make_member,
+) -> RunResult:
     wall_start = time.perf_counter()
     if events is None:
         events = schedule_for(options)
     env = simpy.Environment()
-    cluster = SimCluster(env, options)
+    cluster = SimCluster(env, options, member_factory)
     cluster.start()
     workload = make_workload(options.workload, options.keys)
     ctx = ClientContext(

@@ -50,3 +50,10 @@ def test_reset_rate_restores_the_nominal_drift() -> None:
 def test_drift_of_minus_one_or_less_is_refused() -> None:
     with pytest.raises(ValueError, match="drift"):
         Clock.start(0.0, 0.0, -1.0)
+
+
+@given(offset=offsets, drift=drifts, local=st.floats(0.0, 1000.0))
+def test_at_true_time_of_a_reading_the_clock_shows_at_least_that_reading(offset: float, drift: float, local: float) -> None:
+    # A member woken at true_time(deadline) must find its deadline due, or it would spin at one instant.
+    c = Clock.start(0.0, offset, drift)
+    assert c.local(c.true_time(local)) >= local
