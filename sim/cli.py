@@ -29,6 +29,10 @@ HELP = {
     "duration": "length of the fault phase in simulated seconds; clients run during it",
     "quiet": "length of the quiet (liveness) phase after every fault is healed, simulated seconds",
     "nemesis": "comma-separated faults to inject (see --nemesis list), or 'none'",
+    "nemesis_interval": "typical seconds a fault holds and the gap before the next; smaller is faster and "
+    "more frequent faults",
+    "pre_vote": "Raft PreVote (dissertation 9.6): true or false",
+    "check_quorum": "Raft CheckQuorum with leader lease (dissertation 6.2): true or false",
     "workload": "client workload: register (get/put/delete/cas on a few keys with unique values)",
     "clients": "number of concurrent simulated clients",
     "rate": "client operations per simulated second, all clients together",
@@ -40,7 +44,8 @@ HELP = {
     "loss": "baseline probability that a message is lost (the drop fault raises it for a while)",
     "duplicate": "baseline probability that a message is delivered twice",
     "reorder": "baseline probability that a message is held back past later ones",
-    "disk_write": "latency of a disk write, same syntax as --latency",
+    "disk_write": "latency of a disk write that is fsynced (unsynced writes land in the page cache at once), "
+    "same syntax as --latency",
     "disk_fsync": "latency of an fsync, same syntax as --latency",
     "clock_drift": "each member's clock drift is drawn from [-X, X] (0.0001 = 100 ppm)",
     "clock_offset": "each member's initial clock offset is drawn from [-X, X] seconds",
@@ -61,7 +66,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         value = getattr(default, f.name)
         p.add_argument(
             "--" + f.name.replace("_", "-"),
-            type=type(value),
+            type=_parse_bool if isinstance(value, bool) else type(value),
             default=None,
             metavar=f.name.upper() if not isinstance(value, str) else "SPEC" if ":" in value else "NAME",
             help=f"{HELP[f.name]} (default {value})",
@@ -74,6 +79,14 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         help="switch on a teaching bug of the core (repeatable); '--bug list' names them",
     )
     p.add_argument("--schedule", metavar="FILE", help="inject the faults of this schedule.json instead of drawing them")
+
+
+def _parse_bool(text: str) -> bool:
+    if text.lower() in ("true", "yes", "on", "1"):
+        return True
+    if text.lower() in ("false", "no", "off", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, not {text!r}")
 
 
 def _options(args: argparse.Namespace, base: RunOptions | None = None) -> RunOptions:

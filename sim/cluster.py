@@ -108,15 +108,19 @@ class Slot:
 
 
 class SimCluster:
-    def __init__(self, env: simpy.Environment, options: RunOptions, member_factory: MemberFactory = make_member) -> None:
+    def __init__(
+        self, env: simpy.Environment, options: RunOptions, member_factory: MemberFactory | None = None
+    ) -> None:
         self.env = env
         self.options = options
-        self.member_factory = member_factory
+        self.member_factory = member_factory or make_member
         seed = options.seed
         self.raft_config = dict(
             election_timeout_min=options.election_timeout_min,
             election_timeout_max=options.election_timeout_max,
             heartbeat_interval=options.heartbeat_interval,
+            pre_vote=options.pre_vote,
+            check_quorum=options.check_quorum,
         )
         self.network = Network(
             env,

@@ -26,6 +26,7 @@ class RunOptions:
     duration: float = 30.0  # the fault phase, simulated seconds
     quiet: float = 10.0  # the liveness phase after healing: a leader must emerge and work finish
     nemesis: str = DEFAULT_NEMESIS
+    nemesis_interval: float = 3.0  # typical seconds a fault holds and between faults
     workload: str = "register"
     clients: int = 10
     rate: float = 100.0  # client operations per simulated second, all clients together
@@ -43,6 +44,8 @@ class RunOptions:
     election_timeout_min: float = 0.5
     election_timeout_max: float = 1.0
     heartbeat_interval: float = 0.1
+    pre_vote: bool = True
+    check_quorum: bool = True
     snapshot_count: int = 2000  # a member snapshots (and compacts) every this many applied entries
     check_interval: float = 2.0  # run the in-run invariant checks every this many simulated seconds
     check_timeout: float = 60.0  # wall seconds the linearizability check may take
@@ -59,6 +62,8 @@ class RunOptions:
             raise ValueError("clients must not be negative")
         if self.rate <= 0:
             raise ValueError("rate must be greater than 0")
+        if self.nemesis_interval <= 0:
+            raise ValueError("nemesis_interval must be greater than 0")
         if self.keys < 1:
             raise ValueError("keys must be at least 1")
         parse_faults(self.nemesis)

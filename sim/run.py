@@ -23,7 +23,7 @@ from typing import Any
 import simpy
 
 from sim.check import CheckResult, Verdict, check
-from sim.cluster import MemberFactory, SimCluster, make_member
+from sim.cluster import MemberFactory, SimCluster
 from sim.clients import ClientContext, Probe, liveness_probe
 from sim.history import Operation, Status
 from sim.nemesis import Nemesis, nemesis
@@ -58,7 +58,13 @@ def schedule_for(options: RunOptions) -> list[FaultEvent]:
     if options.schedule_file:
         _, events = read_schedule(Path(options.schedule_file))
         return events
-    return generate(parse_faults(options.nemesis), options.nodes, options.duration, child_rng(options.seed, "schedule"))
+    return generate(
+        parse_faults(options.nemesis),
+        options.nodes,
+        options.duration,
+        child_rng(options.seed, "schedule"),
+        options.nemesis_interval,
+    )
 
 
 def percentiles(values: list[float]) -> dict[str, float | None]:
@@ -77,7 +83,7 @@ def simulate(
     events: list[FaultEvent] | None = None,
     *,
     linearizability: bool = True,
-    member_factory: MemberFactory = make_member,
+    member_factory: MemberFactory | None = None,
 ) -> RunResult:
     wall_start = time.perf_counter()
     if events is None:

@@ -137,22 +137,30 @@ def parse_faults(text: str) -> tuple[Fault, ...]:
     return tuple(out)
 
 
+DEFAULT_INTERVAL = 3.0  # the typical hold / gap the HOLD and GAP ranges are written for
+
+
 def generate(
-    faults: Iterable[Fault], nodes: int, fault_phase: float, rng: random.Random
+    faults: Iterable[Fault], nodes: int, fault_phase: float, rng: random.Random, interval: float = DEFAULT_INTERVAL
 ) -> list[FaultEvent]:
-    """Draw a schedule over [0, fault_phase): each fault kind on its own timeline."""
+    """Draw a schedule over [0, fault_phase): each fault kind on its own timeline.
+
+    `interval` scales how long faults hold and the gaps between them (Jepsen's
+    nemesis interval): 0.3 makes faults ten times as brief and as frequent.
+    """
+    scale = interval / DEFAULT_INTERVAL
     events: list[FaultEvent] = []
     next_id = 0
     for fault in faults:
         t = rng.uniform(*LEAD_IN)
         lo, hi = HOLD.get(fault, DEFAULT_HOLD)
         while t < fault_phase:
-            stop = min(t + rng.uniform(lo, hi), fault_phase)
+            stop = min(t + rng.uniform(lo, hi) * scale, fault_phase)
             params = _params(fault, nodes, rng, stop - t)
             events.append(FaultEvent(t, fault, Action.START, next_id, params))
             events.append(FaultEvent(stop, fault, Action.STOP, next_id, {}))
             next_id += 1
-            t = stop + rng.uniform(*GAP)
+            t = stop + rng.uniform(*GAP) * scale
     # Stable order: by time, stops before starts at the same instant, then by id.
     events.sort(key=lambda e: (e.at, e.action is Action.START, e.id))
     return events
