@@ -307,8 +307,8 @@ class RaftClusterMachine(RuleBasedStateMachine):
 
 
 RaftClusterMachine.TestCase.settings = settings(
-    max_examples=200,
-    stateful_step_count=50,
+    max_examples=300,
+    stateful_step_count=60,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
     derandomize=True,
