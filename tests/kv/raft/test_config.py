@@ -59,8 +59,9 @@ def test_nan_times_are_rejected(field: str) -> None:
     # NaN compares false with everything, so a rule written as "x < bound -> error"
     # would let it through, and a NaN deadline never falls due: no election, or a
     # leadership transfer that never times out (and so blocks proposals forever).
+    kw: dict[str, Any] = {field: math.nan}
     with pytest.raises(ConfigError, match=field):
-        RaftConfig(id=1, **{field: math.nan})
+        RaftConfig(id=1, **kw)
 
 
 def test_defaults_are_valid_and_match_the_raft_paper_ranges() -> None:
