@@ -23,7 +23,7 @@ import random
 from dataclasses import dataclass
 
 from kv.bugs import TeachingBug
-from kv.codec import decode_conf_change, encode_conf_change
+from kv import codec  # module import: kv.codec imports kv.raft.messages, so bind late
 from kv.errors import ConfigError, CorruptRecord, ProposalDropped, RaftKVError
 from kv.raft import confchange
 from kv.raft.config import RaftConfig
@@ -176,7 +176,7 @@ class RaftNode:
         changes = [ConfChangeSingle(ConfChangeType.ADD_NODE, v) for v in cs.voters]
         changes += [ConfChangeSingle(ConfChangeType.ADD_LEARNER_NODE, v) for v in cs.learners]
         entries = [
-            Entry(term=1, index=i + 1, type=EntryType.CONF_CHANGE, data=encode_conf_change(ConfChange(changes=(c,))))
+            Entry(term=1, index=i + 1, type=EntryType.CONF_CHANGE, data=codec.encode_conf_change(ConfChange(changes=(c,))))
             for i, c in enumerate(changes)
         ]
         self.log.append(entries)
@@ -215,7 +215,7 @@ class RaftNode:
 
     def propose_conf_change(self, cc: ConfChange) -> None:
         """Propose a membership change (one change: §4.1; several or JOINT_*: joint consensus §4.3)."""
-        data = encode_conf_change(cc)
+        data = codec.encode_conf_change(cc)
         entry = Entry(term=0, index=0, type=EntryType.CONF_CHANGE, data=data)
         self.step(Message(type=MessageType.PROP, from_=self.id, entries=(entry,)))
 
@@ -749,7 +749,7 @@ class RaftNode:
         for i, e in enumerate(entries):
             if e.type != EntryType.CONF_CHANGE:
                 continue
-            cc = decode_conf_change(e.data)
+            cc = codec.decode_conf_change(e.data)
             reason = self._conf_change_refusal(cc)
             if reason:
                 raise ProposalDropped(reason)
@@ -975,7 +975,7 @@ class RaftNode:
 
     def _apply_conf_change_entry(self, e: Entry) -> None:
         try:
-            cc = decode_conf_change(e.data)
+            cc = codec.decode_conf_change(e.data)
             cfg, prs = self._changed_config(cc)
         except (confchange.ConfChangeError, CorruptRecord) as err:
             # Deterministic on every member (same log, same config): skip it everywhere.
@@ -1023,7 +1023,7 @@ class RaftNode:
             Message(
                 type=MessageType.PROP,
                 from_=self.id,
-                entries=(Entry(term=0, index=0, type=EntryType.CONF_CHANGE, data=encode_conf_change(cc)),),
+                entries=(Entry(term=0, index=0, type=EntryType.CONF_CHANGE, data=codec.encode_conf_change(cc)),),
             )
         )
 
