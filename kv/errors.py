@@ -126,6 +126,11 @@ ErrMemberNotEnoughStarted = _etcd(
     "etcdserver: re-configuration failed due to not enough started members",
     GrpcCode.FAILED_PRECONDITION,
 )
+# Raft refused a committed conf change (e.g. it would leave no voter). etcd validates
+# first and so rarely gets here; the text starts like etcd's reconfiguration errors.
+ErrConfChangeRejected = _etcd(
+    "ErrConfChangeRejected", "etcdserver: re-configuration failed", GrpcCode.FAILED_PRECONDITION
+)
 ErrMemberBadURLs = _etcd("ErrMemberBadURLs", "etcdserver: given member URLs are invalid", GrpcCode.INVALID_ARGUMENT)
 ErrMemberNotFound = _etcd("ErrMemberNotFound", "etcdserver: member not found", GrpcCode.NOT_FOUND)
 ErrMemberNotLearner = _etcd(

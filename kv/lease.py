@@ -26,6 +26,7 @@ every member picks the same one. Everything iterates in ID or deadline order.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -206,6 +207,11 @@ class Lessor:
                 break
             out.append(lease_id)
         return out
+
+    def deadlines(self, force: bool = False) -> Iterator[tuple[float, int]]:
+        """(deadline, ID) of every lease, earliest first; nothing unless primary (or `force`)."""
+        if self.is_primary or force:
+            yield from self._deadlines
 
     def next_expiry(self) -> float | None:
         """The earliest deadline, for the driver's sleep; None unless primary."""

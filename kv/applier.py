@@ -1,0 +1,257 @@
+"""The replicated state machine: what applying one committed log entry does.
+
+Everything a member replicates lives here: the MVCC store, the lessor, the
+membership table and the table of proposals already applied. Applying is a
+function of the log alone, so every member that applies the same entries
+reaches the same state (the simulator checks that with HashKV). The one input
+that is not from the log is ``now``: it sets lease *deadlines*, which etcd does
+not replicate either (each member's lessor counts on its own clock; only the
+leader's deadlines ever revoke anything).
+
+The Member (kv/member.py) decides *when* things are applied and who gets the
+answers; this module only decides *what* applying means. It is etcd's
+``applierV3`` (etcdserver/apply.go) and the membership part of
+``applyConfChange`` (etcdserver/server.go).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+import msgpack
+
+from kv import api
+from kv.errors import (
+    CorruptRecord,
+    ErrConfChangeRejected,
+    ErrMemberExist,
+    ErrMemberNotFound,
+    ErrMemberNotLearner,
+    ErrPeerURLExist,
+    ErrTooManyLearners,
+    RaftKVError,
+)
+from kv.lease import Lessor
+from kv.mvcc import MVCCStore, check_request, is_read_only_txn
+from kv.raft.messages import ConfChangeType
+
+Outcome = Any  # a kv.api response dataclass, or the RaftKVError it failed with
+
+SNAPSHOT_FORMAT = 1
+# How many applied proposals the duplicate filter remembers, counted in log
+# entries. A proposal is duplicated when the network delivers a forwarded
+# MsgProp twice; both copies land within a few entries of each other.
+DEDUP_WINDOW = 10_000
+# etcd 3.4 allows one learner at a time (membership.maxLearners).
+MAX_LEARNERS = 1
+
+WRITE_REQUESTS = (
+    api.PutRequest,
+    api.DeleteRangeRequest,
+    api.TxnRequest,
+    api.CompactionRequest,
+    api.LeaseGrantRequest,
+    api.LeaseRevokeRequest,
+    api.LeaseKeepAliveRequest,
+)
+MEMBER_REQUESTS = (
+    api.MemberAddRequest,
+    api.MemberRemoveRequest,
+    api.MemberUpdateRequest,
+    api.MemberPromoteRequest,
+)
+
+
+def is_read(req: object) -> bool:
+    """A request answered from the store without going through the log."""
+    return isinstance(req, api.RangeRequest) or (isinstance(req, api.TxnRequest) and is_read_only_txn(req))
+
+
+def new_member_id(peer_urls: tuple[str, ...], salt: bytes) -> int:
+    """A member ID as etcd makes one: a hash of the peer URLs and something unique
+    to this add (etcd uses the wall clock; a member uses its proposal id), as a
+    non-zero uint64."""
+    h = hashlib.sha1()
+    for url in sorted(peer_urls):
+        h.update(url.encode())
+    h.update(salt)
+    return int.from_bytes(h.digest()[:8], "big") or 1
+
+
+class StateMachine:
+    def __init__(self, min_lease_ttl: int, members: Mapping[int, api.Member]) -> None:
+        self.lessor = Lessor(min_ttl=min_lease_ttl)
+        self.store = MVCCStore(leases=self.lessor)
+        # The membership table (etcd's RaftCluster): ID -> member, plus IDs once
+        # removed, which may never come back (etcd: "membership: ID removed").
+        self.members: dict[int, api.Member] = {i: replace(m, ID=i) for i, m in sorted(members.items())}
+        self.removed: set[int] = set()
+        self._seen: OrderedDict[tuple[int, int], int] = OrderedDict()  # (incarnation, seq) -> log index
+
+    @property
+    def revision(self) -> int:
+        return self.store.revision
+
+    # ------------------------------------------------------------- reads
+
+    def read(self, req: api.RangeRequest | api.TxnRequest) -> Outcome:
+        """A Range or a read-only Txn against the current state."""
+        try:
+            resp, _ = self.store.apply(req)
+        except RaftKVError as e:
+            return e
+        return resp
+
+    def query(self, req: object, now: float) -> Outcome:
+        """Requests answered from local state with no log round (etcd answers these
+        locally too, except that it forwards lease queries to the leader)."""
+        try:
+            if isinstance(req, api.LeaseTimeToLiveRequest):
+                return self.lessor.time_to_live(req, now)
+            if isinstance(req, api.LeaseLeasesRequest):
+                return self.lessor.leases()
+            if isinstance(req, api.MemberListRequest):
+                return api.MemberListResponse(members=self.member_list())
+            if isinstance(req, api.HashKVRequest):
+                return self.store.hash_kv(req.revision)
+        except RaftKVError as e:
+            return e
+        raise TypeError(f"not a local query: {type(req).__name__}")
+
+    def member_list(self) -> tuple[api.Member, ...]:
+        return tuple(self.members[i] for i in sorted(self.members))
+
+    # ------------------------------------------------------------ checks
+
+    @staticmethod
+    def check_write(req: object) -> None:
+        """etcd's API-layer checks, before anything is proposed."""
+        if not isinstance(req, WRITE_REQUESTS):
+            raise TypeError(f"not a write request: {type(req).__name__}")
+        check_request(req)
+
+    def check_member_change(self, req: object) -> None:
+        """What etcd checks against its membership table before proposing a change
+        (membership.ValidateConfigurationChange); checks that need the leader's view
+        of the followers' progress are the Member's."""
+        if isinstance(req, api.MemberAddRequest):
+            urls = {u for m in self.members.values() for u in m.peer_urls}
+            if urls & set(req.peer_urls):
+                raise ErrPeerURLExist()
+            if req.is_learner and sum(m.is_learner for m in self.members.values()) >= MAX_LEARNERS:
+                raise ErrTooManyLearners()
+        elif isinstance(req, (api.MemberRemoveRequest, api.MemberUpdateRequest)):
+            if req.ID not in self.members:
+                raise ErrMemberNotFound()
+            if isinstance(req, api.MemberUpdateRequest):
+                urls = {u for i, m in self.members.items() if i != req.ID for u in m.peer_urls}
+                if urls & set(req.peer_urls):
+                    raise ErrPeerURLExist()
+        elif isinstance(req, api.MemberPromoteRequest):
+            m = self.members.get(req.ID)
+            if m is None:
+                raise ErrMemberNotFound()
+            if not m.is_learner:
+                raise ErrMemberNotLearner()
+        else:
+            raise TypeError(f"not a membership request: {type(req).__name__}")
+
+    # ---------------------------------------------------------- applying
+
+    def is_duplicate(self, prop: api.Proposal) -> bool:
+        return (prop.incarnation, prop.seq) in self._seen
+
+    def _remember(self, prop: api.Proposal, index: int) -> None:
+        self._seen[(prop.incarnation, prop.seq)] = index
+        while self._seen:
+            oldest = next(iter(self._seen.values()))
+            if oldest > index - DEDUP_WINDOW:
+                break
+            self._seen.popitem(last=False)
+
+    def apply(self, prop: api.Proposal, index: int, now: float) -> tuple[Outcome, list[api.Event]]:
+        """Apply one proposal from the log: (its response or error, the store's events)."""
+        self._remember(prop, index)
+        req = prop.request
+        try:
+            if isinstance(req, api.LeaseGrantRequest):
+                # An ID of 0 is derived from the entry's index: the same on every member.
+                return self.lessor.grant(req, now, index), []
+            if isinstance(req, api.LeaseRevokeRequest):
+                keys = self.lessor.revoke(req.ID)
+                # All of the lease's keys go in one revision (etcd's lessor.Revoke).
+                _, events = self.store.delete_keys(keys)
+                return api.LeaseRevokeResponse(), events
+            if isinstance(req, api.LeaseKeepAliveRequest):
+                return self.lessor.keep_alive(req, now), []
+            resp, events = self.store.apply(req)
+            return resp, events
+        except RaftKVError as e:
+            return e, []
+
+    def apply_member_change(
+        self, prop: api.Proposal, index: int, member_id: int, rejected: str | None
+    ) -> Outcome:
+        """Update the membership table for a committed conf change that Raft applied
+        (or refused: `rejected` says why; then the table stays as it was)."""
+        self._remember(prop, index)
+        req = prop.request
+        if rejected is not None:
+            return ErrConfChangeRejected(f"{ErrConfChangeRejected.message}: {rejected}")
+        if isinstance(req, api.MemberAddRequest):
+            if member_id in self.members or member_id in self.removed:
+                return ErrMemberExist()
+            m = api.Member(ID=member_id, peer_urls=tuple(req.peer_urls), is_learner=req.is_learner)
+            self.members[member_id] = m
+            return api.MemberAddResponse(member=m, members=self.member_list())
+        if isinstance(req, api.MemberRemoveRequest):
+            if self.members.pop(member_id, None) is None:
+                return ErrMemberNotFound()
+            self.removed.add(member_id)
+            return api.MemberRemoveResponse(members=self.member_list())
+        if isinstance(req, api.MemberUpdateRequest):
+            old = self.members.get(member_id)
+            if old is None:
+                return ErrMemberNotFound()
+            self.members[member_id] = replace(old, peer_urls=tuple(req.peer_urls))
+            return api.MemberUpdateResponse(members=self.member_list())
+        if isinstance(req, api.MemberPromoteRequest):
+            old = self.members.get(member_id)
+            if old is None:
+                return ErrMemberNotFound()
+            self.members[member_id] = replace(old, is_learner=False)
+            return api.MemberPromoteResponse(members=self.member_list())
+        raise CorruptRecord(f"conf change entry {index} carries {type(req).__name__}, not a membership request")
+
+    # ---------------------------------------------------------- snapshot
+
+    def snapshot(self) -> bytes:
+        members = [[m.ID, m.name, list(m.peer_urls), list(m.client_urls), m.is_learner] for m in self.member_list()]
+        seen = [[inc, seq, idx] for (inc, seq), idx in self._seen.items()]
+        packed: bytes = msgpack.packb(
+            [SNAPSHOT_FORMAT, self.store.snapshot(), self.lessor.snapshot(), members, sorted(self.removed), seen],
+            use_bin_type=True,
+        )
+        return packed
+
+    def restore(self, data: bytes, now: float) -> None:
+        """Replace everything with a snapshot's state (lease deadlines restart from `now`)."""
+        try:
+            fmt, store, lessor, members, removed, seen = msgpack.unpackb(data, raw=False)
+        except Exception as e:  # msgpack raises many types on garbage; all mean the same here
+            raise CorruptRecord(f"malformed member snapshot: {type(e).__name__}: {e}") from None
+        if fmt != SNAPSHOT_FORMAT:
+            raise CorruptRecord(f"unsupported member snapshot format {fmt!r}")
+        self.store.restore(store)
+        self.lessor.restore(lessor, now)
+        self.members = {
+            int(i): api.Member(ID=int(i), name=name, peer_urls=tuple(p), client_urls=tuple(c), is_learner=bool(lr))
+            for i, name, p, c, lr in members
+        }
+        self.removed = {int(i) for i in removed}
+        self._seen = OrderedDict(((int(inc), int(seq)), int(idx)) for inc, seq, idx in seen)
+

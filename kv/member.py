@@ -1,0 +1,571 @@
+"""Member: one etcd cluster member = RaftNode + the replicated state machine + reads, leases, watches.
+
+Sans-IO like the RaftNode it wraps (DESIGN.md, "The core contract"): the driver
+feeds ``tick(now)``, ``step(message)`` and ``submit(token, request, now)``, and
+drains ``ready()`` / ``advance()``. A ``MemberReady`` carries the Raft work
+(persist, send) plus what the member has for clients: responses addressed by
+the driver's tokens, and watch responses addressed by watch-stream tokens.
+
+How requests travel (after etcd v3.4/3.5's server, etcdserver/v3_server.go):
+
+* writes (Put, DeleteRange, a Txn with writes, Compaction, lease grant, revoke
+  and keep-alive, membership changes) are proposed through Raft and answered
+  when the entry applies, with the revision and term of that moment;
+* linearizable reads use ReadIndex, batched: reads that arrive while a round is
+  in flight share the next round (etcd's linearizableReadLoop);
+* serializable reads, lease time-to-live, member list, status and HashKV answer
+  at once from local state;
+* expired leases are revoked by the leader *through the log*, so every member
+  deletes the same keys at the same revision. Keep-alives go through the log
+  too (etcd forwards them to the leader instead; a sans-IO member has no side
+  channel), which keeps every member's lease deadlines close to the leader's.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from kv import api
+from kv.applier import MEMBER_REQUESTS, StateMachine, is_read, new_member_id
+from kv.bugs import TeachingBug, parse_bugs
+from kv.codec import decode_api, decode_conf_change, encode_api
+from kv.errors import (
+    ConfigError,
+    CorruptRecord,
+    ErrLeaderChanged,
+    ErrNoLeader,
+    ErrRequestTooLarge,
+    ErrTooManyRequests,
+    ProposalDropped,
+    RaftKVError,
+)
+from kv.lease import min_lease_ttl
+from kv.mvcc import check_request
+from kv.raft.config import RaftConfig
+from kv.raft.messages import (
+    NONE,
+    ConfChange,
+    ConfChangeSingle,
+    ConfChangeType,
+    Entry,
+    EntryType,
+    Message,
+    ReadState,
+    Role,
+    Snapshot,
+)
+from kv.raft.node import RaftNode, Ready
+from kv.raft.storage import MemoryStorage
+from kv.watch import WatchHub
+
+Token = Hashable
+Outcome = Any  # a kv.api response dataclass, or the RaftKVError the request failed with
+
+# etcd's defaults (embed/config.go): 1.5 MiB requests, a snapshot every 100,000
+# applied entries keeping 5,000 behind it for slow followers.
+DEFAULT_MAX_REQUEST_BYTES = 1_572_864
+DEFAULT_SNAPSHOT_COUNT = 100_000
+DEFAULT_SNAPSHOT_CATCHUP_ENTRIES = 5_000
+# etcd refuses new proposals while applying lags commit by this much (ErrTooManyRequests).
+MAX_GAP_BETWEEN_APPLY_AND_COMMIT = 5_000
+# A revoke of an expired lease that has not applied after this long is proposed again
+# (etcd's expiredLeaseRetryInterval): the first may have been lost with a leader.
+LEASE_REVOKE_RETRY = 3.0
+
+_READ_QUERIES = (api.LeaseTimeToLiveRequest, api.LeaseLeasesRequest, api.MemberListRequest, api.HashKVRequest)
+_WATCH_REQUESTS = (api.WatchCreateRequest, api.WatchCancelRequest, api.WatchProgressRequest)
+
+
+@dataclass(frozen=True, slots=True)
+class MemberConfig:
+    raft: RaftConfig  # raft.id is this member's ID
+    name: str = ""
+    cluster_id: int = 0
+    snapshot_count: int = DEFAULT_SNAPSHOT_COUNT
+    snapshot_catchup_entries: int = DEFAULT_SNAPSHOT_CATCHUP_ENTRIES
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    # A ReadIndex round unanswered this long is asked again (etcd's readIndexRetryTime is
+    # 500 ms with a 1 s election timeout). 0 = half the minimum election timeout.
+    read_index_retry: float = 0.0
+    # Teaching bugs of every level (kv/bugs.py); the Raft-level ones reach the RaftNode.
+    bugs: frozenset[TeachingBug] = field(default_factory=frozenset)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "bugs", parse_bugs(self.bugs) | self.raft.bugs)
+        if self.snapshot_count <= 0:
+            raise ConfigError("snapshot_count must be greater than 0")
+        if self.snapshot_catchup_entries < 0:
+            raise ConfigError("snapshot_catchup_entries must not be negative")
+        if self.max_request_bytes <= 0:
+            raise ConfigError("max_request_bytes must be greater than 0")
+        if not (self.read_index_retry >= 0 and math.isfinite(self.read_index_retry)):
+            raise ConfigError("read_index_retry must be a finite number >= 0")
+        if self.read_index_retry == 0:
+            object.__setattr__(self, "read_index_retry", self.raft.election_timeout_min / 2)
+
+    @property
+    def min_lease_ttl(self) -> int:
+        return min_lease_ttl(self.raft.election_timeout_max, self.raft.heartbeat_interval)
+
+
+@dataclass(frozen=True, slots=True)
+class MemberReady:
+    raft: Ready | None  # persist hard_state/entries/snapshot (fsync if must_sync), then send messages
+    snapshot: Snapshot | None  # a state-machine snapshot this member took: persist it durably
+    responses: tuple[tuple[Token, Outcome], ...]
+    watch_responses: tuple[tuple[Token, api.WatchResponse], ...]
+
+
+@dataclass(slots=True)
+class _ReadRound:
+    ctx: bytes
+    waiting: list[tuple[Token, api.RangeRequest | api.TxnRequest]]
+    sent_at: float
+    index: int = -1  # the ReadIndex answer; -1 until it arrives
+
+
+class Member:
+    def __init__(
+        self,
+        config: MemberConfig,
+        storage: MemoryStorage,
+        rng: random.Random,
+        now: float,
+        initial_members: Mapping[int, api.Member],
+        join: bool = False,
+    ) -> None:
+        """Start a member over `storage`: empty for a new member, or what its disk kept.
+
+        `initial_members` is the cluster as etcd's ``--initial-cluster`` names it. A
+        founding member (``join=False``) bootstraps Raft with them as voters; a member
+        added to a running cluster (``join=True``, etcd's
+        ``--initial-cluster-state=existing``) starts Raft empty and learns the
+        configuration from the leader, as etcd's RestartNode without peers.
+        """
+        self.config = config
+        self.id = config.raft.id
+        self.storage = storage
+        self.rng = rng
+        self.now = now
+        snap = storage.snapshot()
+        self.restarted = storage.last_index() > 0 or not snap.is_empty
+        voters = () if join else tuple(i for i, m in sorted(initial_members.items()) if not m.is_learner)
+        learners = () if join else tuple(i for i, m in sorted(initial_members.items()) if m.is_learner)
+        raft_cfg = replace(config.raft, bugs=config.bugs)
+        self.node = RaftNode(raft_cfg, storage, rng, initial_voters=voters, initial_learners=learners, now=now)
+        self.sm = StateMachine(config.min_lease_ttl, initial_members)
+        if not snap.is_empty:
+            self.sm.restore(snap.data, now)
+        self.watches = WatchHub()
+        self.snapshot_index = snap.metadata.index
+        # Proposal ids: (incarnation, seq), unique across restarts thanks to a fresh incarnation.
+        self.incarnation = rng.getrandbits(62) + 1
+        self.seq = 0
+        self.pending: dict[int, Token] = {}  # seq of this incarnation's proposals -> client token
+        self.read_round: _ReadRound | None = None
+        self.read_queue: list[tuple[Token, api.RangeRequest | api.TxnRequest]] = []
+        self.read_ready: list[_ReadRound] = []  # answered rounds waiting for apply to reach their index
+        self.responses: list[tuple[Token, Outcome]] = []
+        self.watch_responses: list[tuple[Token, api.WatchResponse]] = []
+        self.pending_snapshot: Snapshot | None = None
+        # Conf changes applied to the state machine's view in ready(), settled after the
+        # RaftNode applies them in advance() (it may refuse one).
+        self.conf_changes: list[tuple[Entry, api.Proposal, int]] = []
+        # Leases whose revoke we proposed and that have not applied -> when proposed.
+        self.revoking: dict[int, float] = {}
+        self.revoke_blocked_until = -math.inf
+        self.lead = NONE
+
+    # ------------------------------------------------------------------ inputs
+
+    def tick(self, now: float) -> None:
+        if now > self.now:
+            self.now = now
+        # Lease timers before Raft's: a member that wakes from a long pause acts on the
+        # leader it knew (which is what lets the lease-follower-clock bug bite).
+        self._expire_leases()
+        self.node.tick(self.now)
+        r = self.read_round
+        if r is not None and self.now >= r.sent_at + self.config.read_index_retry:
+            self._requeue_read_round()
+        self._next_read_round()
+        for stream, resp in self.watches.progress_due(self.now, self._header()):
+            self.watch_responses.append((stream, resp))
+
+    def deadline(self) -> float:
+        """The driver's clock time at which this member next needs tick()."""
+        d = self.node.deadline()
+        if self._expires_leases():
+            nxt = self._next_lease_deadline()
+            if nxt is not None:
+                d = min(d, nxt)
+        if self.read_round is not None:
+            d = min(d, self.read_round.sent_at + self.config.read_index_retry)
+        p = self.watches.next_progress_deadline()
+        if p is not None:
+            d = min(d, p)
+        return d
+
+    def step(self, m: Message) -> None:
+        self.node.step(m)
+
+    def submit(self, token: Token, request: Any, now: float) -> None:
+        """A client request (a kv.api request dataclass). Its outcome comes in a later Ready:
+        watch requests' in ``watch_responses`` (`token` is then the watch stream), all
+        others' in ``responses``."""
+        if now > self.now:
+            self.now = now
+        try:
+            self._route(token, request)
+        except RaftKVError as e:
+            self.responses.append((token, e))
+
+    def close_watch_stream(self, stream: Token) -> None:
+        self.watches.close_stream(stream)
+
+    # ----------------------------------------------------------------- outputs
+
+    def ready(self) -> MemberReady | None:
+        rd = self.node.ready()
+        if rd is not None:
+            self._on_leader(rd.soft_state.leader)
+            if rd.snapshot is not None:
+                self._install_snapshot(rd.snapshot)
+            for e in rd.committed_entries:
+                self._apply_entry(e)
+            for rs in rd.read_states:
+                self._read_state(rs)
+        self._flush_reads()
+        if rd is None and not self.responses and not self.watch_responses and self.pending_snapshot is None:
+            return None
+        out = MemberReady(
+            raft=rd,
+            snapshot=self.pending_snapshot,
+            responses=tuple(self.responses),
+            watch_responses=tuple(self.watch_responses),
+        )
+        self.responses = []
+        self.watch_responses = []
+        self.pending_snapshot = None
+        return out
+
+    def advance(self, rd: MemberReady) -> None:
+        if rd.raft is not None:
+            self.node.advance(rd.raft)
+        self._settle_conf_changes()
+        self._maybe_snapshot()
+        self._next_read_round()
+
+    # ---------------------------------------------------------------- queries
+
+    @property
+    def applied_index(self) -> int:
+        return self.node.log.applied
+
+    @property
+    def revision(self) -> int:
+        return self.sm.revision
+
+    @property
+    def is_leader(self) -> bool:
+        return self.node.role == Role.LEADER
+
+    def hash_kv(self, revision: int = 0) -> tuple[int, int]:
+        """(hash, revision hashed at): equal on members that applied the same log."""
+        resp = self.sm.store.hash_kv(revision)
+        return resp.hash, resp.hash_revision
+
+    # --------------------------------------------------------------- routing
+
+    def _route(self, token: Token, req: Any) -> None:
+        if isinstance(req, (api.RangeRequest, api.TxnRequest)) and is_read(req):
+            check_request(req)
+            serializable = isinstance(req, api.RangeRequest) and req.serializable
+            self._read(token, req, serializable)
+        elif isinstance(req, _WATCH_REQUESTS):
+            self._watch(token, req)
+        elif isinstance(req, _READ_QUERIES):
+            self.responses.append((token, self._fill(self.sm.query(req, self.now))))
+        elif isinstance(req, api.StatusRequest):
+            self.responses.append((token, self._status()))
+        elif isinstance(req, MEMBER_REQUESTS):
+            self._propose_member_change(token, req)
+        else:
+            self.sm.check_write(req)
+            self._propose(token, req)
+
+    def _next_seq(self) -> int:
+        self.seq += 1
+        return self.seq
+
+    def _propose(self, token: Token | None, req: Any) -> None:
+        if self.node.log.committed - self.node.log.applied > MAX_GAP_BETWEEN_APPLY_AND_COMMIT:
+            raise ErrTooManyRequests()
+        seq = self._next_seq()
+        data = encode_api(api.Proposal(incarnation=self.incarnation, seq=seq, request=req))
+        if len(data) > self.config.max_request_bytes:
+            raise ErrRequestTooLarge()
+        try:
+            self.node.propose(data)
+        except ProposalDropped:
+            # Never entered the log: a definite failure the client may safely retry.
+            raise (ErrNoLeader() if self.node.lead == NONE else ErrLeaderChanged()) from None
+        if token is not None:
+            self.pending[seq] = token
+
+    # ----------------------------------------------------------------- reads
+
+    def _read(self, token: Token, req: api.RangeRequest | api.TxnRequest, serializable: bool) -> None:
+        if serializable:
+            self.responses.append((token, self._fill(self.sm.read(req))))
+            return
+        if TeachingBug.STALE_READ in self.config.bugs:
+            # TEACHING BUG stale-read: a linearizable read answered from local state
+            # without ReadIndex. A deposed leader or a lagging follower serves stale
+            # data (Raft dissertation §6.4 explains why the round is needed).
+            self.responses.append((token, self._fill(self.sm.read(req))))
+            return
+        if self.node.lead == NONE:
+            raise ErrNoLeader()
+        self.read_queue.append((token, req))
+        if self.read_round is None:
+            self._start_read_round()
+
+    def _start_read_round(self) -> None:
+        if not self.read_queue:
+            return
+        ctx = f"{self.incarnation:x}/{self._next_seq()}".encode()
+        batch, self.read_queue = self.read_queue, []
+        self.read_round = _ReadRound(ctx=ctx, waiting=batch, sent_at=self.now)
+        try:
+            self.node.read_index(ctx)
+        except ProposalDropped:
+            self.read_round = None
+            for token, _ in batch:
+                self.responses.append((token, ErrNoLeader()))
+
+    def _read_state(self, rs: ReadState) -> None:
+        r = self.read_round
+        if r is None or rs.request_ctx != r.ctx:
+            return  # the answer to a round already asked again
+        r.index = rs.index
+        self.read_ready.append(r)
+        self.read_round = None  # advance() starts the next round: the node takes no input mid-Ready
+
+    def _flush_reads(self) -> None:
+        applied = self.node.log.applied
+        while self.read_ready and self.read_ready[0].index <= applied:
+            for token, req in self.read_ready.pop(0).waiting:
+                self.responses.append((token, self._fill(self.sm.read(req))))
+
+    def _requeue_read_round(self) -> None:
+        """The round may never be answered (leader changed, message lost): put its reads
+        back in the queue; ``_next_read_round`` asks again."""
+        r = self.read_round
+        if r is not None:
+            self.read_round = None
+            self.read_queue = r.waiting + self.read_queue
+
+    def _next_read_round(self) -> None:
+        if self.read_round is not None or not self.read_queue:
+            return
+        if self.node.lead == NONE:
+            # etcd fails reads with "leader changed" when their round is lost to an election.
+            for token, _ in self.read_queue:
+                self.responses.append((token, ErrLeaderChanged()))
+            self.read_queue = []
+            return
+        self._start_read_round()
+
+    # ---------------------------------------------------------------- leases
+
+    def _expires_leases(self) -> bool:
+        return self.node.role == Role.LEADER or TeachingBug.LEASE_FOLLOWER_CLOCK in self.config.bugs
+
+    def _expire_leases(self) -> None:
+        if not self._expires_leases():
+            return
+        # TEACHING BUG lease-follower-clock: every member, not only the leader, revokes
+        # the leases that expired by its own clock (force=True). A follower that was
+        # paused or cut off has missed the keep-alives and revokes a live lease.
+        force = TeachingBug.LEASE_FOLLOWER_CLOCK in self.config.bugs
+        if self.now < self.revoke_blocked_until:
+            return
+        for lease_id in self.sm.lessor.expired(self.now, force=force):
+            if self.now < self.revoking.get(lease_id, -math.inf) + LEASE_REVOKE_RETRY:
+                continue  # its revoke is on the way
+            try:
+                self._propose(None, api.LeaseRevokeRequest(ID=lease_id))
+            except RaftKVError:
+                # No leader (or a transfer) right now: try again a heartbeat later.
+                self.revoke_blocked_until = self.now + self.config.raft.heartbeat_interval
+                return
+            self.revoking[lease_id] = self.now
+
+    def _next_lease_deadline(self) -> float | None:
+        """When the next lease expires or a lost revoke is due again."""
+        force = TeachingBug.LEASE_FOLLOWER_CLOCK in self.config.bugs
+        due = min(self.revoking.values(), default=math.inf) + LEASE_REVOKE_RETRY
+        for deadline, lease_id in self.sm.lessor.deadlines(force=force):
+            if lease_id not in self.revoking:
+                due = min(due, deadline)
+                break
+        return None if due == math.inf else max(due, self.revoke_blocked_until)
+
+    # --------------------------------------------------------------- watches
+
+    def _watch(self, stream: Token, req: Any) -> None:
+        if (
+            isinstance(req, api.WatchCreateRequest)
+            and req.start_revision > 0
+            and self.restarted
+            and TeachingBug.WATCH_SKIP in self.config.bugs
+        ):
+            # TEACHING BUG watch-skip: after a restart this member resumes a watch one
+            # revision late, so the events at start_revision are never delivered.
+            req = replace(req, start_revision=req.start_revision + 1)
+        for resp in self.watches.handle(stream, req, self.sm.store, self._header(), self.now):
+            self.watch_responses.append((stream, resp))
+
+    # --------------------------------------------------------- local answers
+
+    def _status(self) -> api.StatusResponse:
+        st = self.node.status()
+        size = self.sm.store.db_size()
+        return api.StatusResponse(
+            header=self._header(),
+            version=api.ETCD_VERSION,
+            db_size=size,
+            leader=st.leader,
+            raft_index=st.commit,
+            raft_term=st.term,
+            raft_applied_index=st.applied,
+            errors=(),
+            db_size_in_use=size,
+            is_learner=self.node.is_learner,
+        )
+
+    # ------------------------------------------------------------ membership
+
+    def _propose_member_change(self, token: Token, req: Any) -> None:
+        self.sm.check_member_change(req)
+        seq = self._next_seq()
+        if isinstance(req, api.MemberAddRequest):
+            member_id = new_member_id(req.peer_urls, f"{self.incarnation}/{seq}".encode())
+            kind = ConfChangeType.ADD_LEARNER_NODE if req.is_learner else ConfChangeType.ADD_NODE
+        elif isinstance(req, api.MemberRemoveRequest):
+            member_id, kind = req.ID, ConfChangeType.REMOVE_NODE
+        elif isinstance(req, api.MemberUpdateRequest):
+            member_id, kind = req.ID, ConfChangeType.UPDATE_NODE
+        else:  # MemberPromoteRequest: a learner becomes a voter
+            member_id, kind = req.ID, ConfChangeType.ADD_NODE
+        context = encode_api(api.Proposal(incarnation=self.incarnation, seq=seq, request=req))
+        try:
+            self.node.propose_conf_change(ConfChange(changes=(ConfChangeSingle(kind, member_id),), context=context))
+        except ProposalDropped:
+            raise (ErrNoLeader() if self.node.lead == NONE else ErrLeaderChanged()) from None
+        self.pending[seq] = token
+
+    # -------------------------------------------------------------- applying
+
+    def _apply_entry(self, e: Entry) -> None:
+        if e.type == EntryType.CONF_CHANGE:
+            cc = decode_conf_change(e.data)
+            if cc.context:  # bootstrap entries carry none: initial_members already has them
+                prop = _decode_proposal(cc.context, e.index)
+                self.conf_changes.append((e, prop, cc.changes[0].node_id))
+            return
+        if not e.data:
+            return  # a new leader's empty entry
+        prop = _decode_proposal(e.data, e.index)
+        if self.sm.is_duplicate(prop):
+            return  # a forwarded proposal the network delivered twice
+        outcome, events = self.sm.apply(prop, e.index, self.now)
+        if isinstance(prop.request, api.LeaseRevokeRequest):
+            self.revoking.pop(prop.request.ID, None)
+        if events:
+            for stream, resp in self.watches.notify(events, self.sm.store, self._header()):
+                self.watch_responses.append((stream, resp))
+        self._answer(prop, outcome)
+
+    def _settle_conf_changes(self) -> None:
+        if not self.conf_changes:
+            return
+        rejected = dict(self.node.rejected_conf_changes)
+        for e, prop, member_id in self.conf_changes:
+            if self.sm.is_duplicate(prop):
+                continue
+            outcome = self.sm.apply_member_change(prop, e.index, member_id, rejected.get(e.index))
+            self._answer(prop, outcome)
+        self.conf_changes = []
+        # A snapshot from before the change would not name a member just added, and a
+        # member refuses a snapshot whose configuration leaves it out (as etcd-raft's
+        # restore): a new member could never catch up. Snapshot now, with the new config.
+        self._maybe_snapshot(force=True)
+
+    def _answer(self, prop: api.Proposal, outcome: Outcome) -> None:
+        if prop.incarnation != self.incarnation:
+            return
+        token = self.pending.pop(prop.seq, None)
+        if token is not None:
+            self.responses.append((token, self._fill(outcome)))
+
+    def _install_snapshot(self, snap: Snapshot) -> None:
+        self.sm.restore(snap.data, self.now)
+        self.snapshot_index = snap.metadata.index
+        # Watchers now lag the store: the hub replays what they missed from its history.
+        for stream, resp in self.watches.resync(self.sm.store, self._header()):
+            self.watch_responses.append((stream, resp))
+
+    def _maybe_snapshot(self, force: bool = False) -> None:
+        applied = self.node.log.applied
+        if applied - self.snapshot_index < (1 if force else self.config.snapshot_count):
+            return
+        if applied > self.storage.last_index():
+            return  # only what is in the log can be snapshotted
+        snap = self.storage.create_snapshot(applied, self.node.conf_state(), self.sm.snapshot())
+        self.snapshot_index = applied
+        compact_to = applied - self.config.snapshot_catchup_entries
+        if compact_to > self.storage.first_index():
+            self.storage.compact(compact_to)
+        self.pending_snapshot = snap
+
+    # --------------------------------------------------------------- helpers
+
+    def _on_leader(self, lead: int) -> None:
+        if lead == self.lead:
+            return
+        was_leader = self.lead == self.id
+        self.lead = lead
+        if lead == self.id:
+            # etcd's lessor.Promote: every lease gets a full TTL from now, so none expires
+            # early because of the time the election took.
+            self.sm.lessor.promote(self.now)
+        elif was_leader:
+            self.sm.lessor.demote()
+            self.revoking.clear()
+        self._requeue_read_round()
+
+    def _header(self) -> api.ResponseHeader:
+        return api.ResponseHeader(
+            cluster_id=self.config.cluster_id, member_id=self.id, revision=self.sm.revision, raft_term=self.node.term
+        )
+
+    def _fill(self, outcome: Outcome) -> Outcome:
+        if isinstance(outcome, RaftKVError):
+            return outcome
+        return api.fill_header(outcome, self._header())
+
+
+def _decode_proposal(data: bytes, index: int) -> api.Proposal:
+    prop = decode_api(data)
+    if not isinstance(prop, api.Proposal):
+        raise CorruptRecord(f"log entry {index} holds {type(prop).__name__}, not a Proposal")
+    return prop
+
+
+__all__ = ["Member", "MemberConfig", "MemberReady"]
