@@ -18,12 +18,13 @@ from __future__ import annotations
 import itertools
 import random
 from collections import deque
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import simpy
 
+from kv import api
 from kv.raft.config import RaftConfig
 from kv.raft.log import CommittedEntryConflict
 from kv.raft.messages import Message, Role
@@ -43,10 +44,13 @@ if TYPE_CHECKING:
 Event = simpy.events.Event
 Proc = Generator[Event, Any, None]
 Reply = Callable[[Any], None]  # receives a response dataclass or a RaftKVError
-# (options, slot, raft config, storage, rng, local now, initial member ids) -> a Member
-MemberFactory = Callable[[RunOptions, int, RaftConfig, MemoryStorage, random.Random, float, tuple[int, ...]], Any]
 
 CLUSTER_ID = 0x5A5A
+
+
+def peer_url(slot: int, incarnation: int = 0) -> str:
+    """A member's peer URL; a member re-added to a slot gets a new one (a new machine)."""
+    return f"http://m{slot}:2380" if incarnation == 0 else f"http://m{slot}-{incarnation}:2380"
 
 
 def make_member(
@@ -56,10 +60,11 @@ def make_member(
     storage: MemoryStorage,
     rng: random.Random,
     now: float,
-    initial: tuple[int, ...],
+    members: Mapping[int, api.Member],
+    join: bool,
 ) -> Member:
-    """The real thing: an etcd member from kv.member, unchanged."""
-    from kv.member import Member, MemberConfig, MemberInfo
+    """An etcd member from kv.member, unchanged."""
+    from kv.member import Member, MemberConfig
 
     cfg = MemberConfig(
         raft=raft,
@@ -69,12 +74,7 @@ def make_member(
         snapshot_catchup_entries=min(500, options.snapshot_count),
         bugs=frozenset(options.bugs),
     )
-    members = {
-        i: MemberInfo(name=f"m{i}", peer_urls=(f"http://m{i}:2380",), client_urls=(f"http://m{i}:2379",),
-                      is_learner=False)
-        for i in initial
-    }
-    return Member(cfg, storage, rng, now, members)
+    return Member(cfg, storage, rng, now, members, join=join)
 
 
 @dataclass(eq=False)
@@ -95,6 +95,9 @@ class Slot:
     paused: bool = False
     resume: Event | None = None
     removed: bool = False  # taken out of the cluster by a membership change
+    # Set when the member was re-added to a running cluster: the membership it joins
+    # (etcd's --initial-cluster-state=existing); None for a founding member.
+    join_members: dict[int, api.Member] | None = None
     incarnation: int = 0
     last_applied: int = 0
 
@@ -108,12 +111,9 @@ class Slot:
 
 
 class SimCluster:
-    def __init__(
-        self, env: simpy.Environment, options: RunOptions, member_factory: MemberFactory | None = None
-    ) -> None:
+    def __init__(self, env: simpy.Environment, options: RunOptions) -> None:
         self.env = env
         self.options = options
-        self.member_factory = member_factory or make_member
         seed = options.seed
         self.raft_config = dict(
             election_timeout_min=options.election_timeout_min,
@@ -144,6 +144,10 @@ class SimCluster:
             self.slots[s] = Slot(s, s, Disk(disk_profile, child_rng(seed, "disk", s)), clock)
         self.by_id: dict[int, Slot] = {s.raft_id: s for s in self.slots.values()}
         self.initial_ids: tuple[int, ...] = tuple(sorted(self.by_id))
+        # The membership every founding member is started with (etcd's --initial-cluster).
+        self.initial_members = {
+            s.raft_id: api.Member(ID=s.raft_id, name=s.name, peer_urls=(peer_url(s.slot),)) for s in self.slots.values()
+        }
         self.checks = RunChecks()
         self.timeline = Timeline()
         self.tokens = itertools.count(1)
@@ -162,7 +166,8 @@ class SimCluster:
         raft = RaftConfig(id=slot.raft_id, **self.raft_config)  # type: ignore[arg-type]
         rng = child_rng(opts.seed, "member", slot.slot, slot.incarnation)
         now = slot.clock.local(self.env.now)
-        slot.member = self.member_factory(opts, slot.slot, raft, storage, rng, now, self.initial_ids)
+        members = slot.join_members if slot.join_members is not None else self.initial_members
+        slot.member = make_member(opts, slot.slot, raft, storage, rng, now, members, slot.join_members is not None)
         slot.last_applied = slot.member.applied_index
         slot.timer_at = -1.0
         slot.paused = False
@@ -197,6 +202,27 @@ class SimCluster:
         self.checks.member_restarted(slot)
         self._boot(slot, storage)
         return True
+
+    def remove(self, slot: Slot) -> None:
+        """The member was removed from the configuration: stop it for good (etcd's removed
+        member shuts itself down) until ``rejoin`` gives the slot a new member."""
+        self.kill(slot, "removed")
+        slot.removed = True
+        self.timeline.fault_log.append(f"{self.env.now:9.3f}s  {slot.name} (id {slot.raft_id:x}) removed")
+
+    def rejoin(self, slot: Slot, member_id: int, members: Mapping[int, api.Member]) -> None:
+        """Start a new member with `member_id` in the slot, on an empty disk, joining the
+        cluster whose membership is `members` (what MemberAdd answered)."""
+        del self.by_id[slot.raft_id]
+        slot.raft_id = member_id
+        self.by_id[member_id] = slot
+        self.network.add_node(member_id)
+        slot.disk.wipe()
+        slot.removed = False
+        slot.incarnation += 1
+        slot.join_members = dict(members)
+        self.checks.member_restarted(slot)
+        self._boot(slot, MemoryStorage())
 
     def pause(self, slot: Slot) -> bool:
         if slot.member is None or slot.paused:

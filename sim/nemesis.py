@@ -23,6 +23,7 @@ from typing import Any
 import simpy
 
 from sim.cluster import SimCluster, Slot
+from sim.membership import add_member, remove_member
 from sim.network import LinkFaults
 from sim.schedule import Action, Fault, FaultEvent
 
@@ -35,6 +36,7 @@ class ActiveFault:
     event: FaultEvent
     slots: list[Slot] = field(default_factory=list)  # members this fault acts on
     strobe: simpy.Process | None = None
+    operator: simpy.Process | None = None  # the membership fault's remove in progress
 
 
 class Nemesis:
@@ -172,7 +174,13 @@ class Nemesis:
             s.disk.slow_factor = float(p.get("slow_factor", 50.0))
             self._log_start(ev, f"{s.name} fsync {s.disk.slow_factor:.0f}x slower; power loss at the end")
         elif f is Fault.MEMBERSHIP:
-            self._log_start(ev, "membership changes need the core's join support (sim/NEEDS_FROM_CORE.md): skipped")
+            s = self._slot(int(p.get("node", 0)))
+            if s is None or s.removed or s.member is None:
+                self._log_start(ev, "nothing to remove")
+                return
+            a.slots = [s]
+            a.operator = self.env.process(remove_member(self.env, c, s))
+            self._log_start(ev, f"removing {s.name} (member {s.raft_id:x})")
         elif f in _MESSAGE_FAULTS:
             self._refresh_message_faults()
             self._log_start(ev, f"rate {float(p.get('rate', 0.0)):.2f}")
@@ -202,6 +210,12 @@ class Nemesis:
                 if c.kill(s, "power loss"):
                     c.restart(s)
                     detail = f"{s.name} lost power and restarted from its synced writes"
+        elif f is Fault.MEMBERSHIP:
+            if a.operator is not None and a.operator.is_alive:
+                a.operator.interrupt()
+            for s in a.slots:
+                self.env.process(add_member(self.env, c, s))
+            detail = f"re-adding {_names([s.slot for s in a.slots])} with an empty disk" if a.slots else ""
         elif f in _MESSAGE_FAULTS:
             self._refresh_message_faults()
         c.timeline.fault_stopped(now, f.value, ev.id, detail)

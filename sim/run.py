@@ -23,7 +23,7 @@ from typing import Any
 import simpy
 
 from sim.check import CheckResult, Verdict, check
-from sim.cluster import MemberFactory, SimCluster
+from sim.cluster import SimCluster
 from sim.clients import ClientContext, Probe, liveness_probe
 from sim.history import Operation, Status
 from sim.nemesis import Nemesis, nemesis
@@ -83,13 +83,12 @@ def simulate(
     events: list[FaultEvent] | None = None,
     *,
     linearizability: bool = True,
-    member_factory: MemberFactory | None = None,
 ) -> RunResult:
     wall_start = time.perf_counter()
     if events is None:
         events = schedule_for(options)
     env = simpy.Environment()
-    cluster = SimCluster(env, options, member_factory)
+    cluster = SimCluster(env, options)
     cluster.start()
     workload = make_workload(options.workload, options.keys)
     ctx = ClientContext(
