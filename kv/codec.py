@@ -234,18 +234,23 @@ def _to_plain(v: Any) -> Any:
 
 
 def _from_plain(v: Any) -> Any:
-    if isinstance(v, list):
-        return tuple(_from_plain(x) for x in v)
-    if isinstance(v, dict):
-        reg = _registry()
+    # Hot in the simulator (every member decodes every entry): type() tests, and
+    # scalars returned without a call.
+    t = type(v)
+    if t is list:
+        return tuple([x if type(x) not in _CONTAINERS else _from_plain(x) for x in v])
+    if t is dict:
+        reg = _REGISTRY or _registry()
         if "d" in v:
-            cls = reg[v["d"]]
-            return cls(*[_from_plain(x) for x in v["f"]])
+            return reg[v["d"]](*[x if type(x) not in _CONTAINERS else _from_plain(x) for x in v["f"]])
         if "e" in v:
             return reg[v["e"]](v["v"])
         if "s" in v:
             return frozenset(_from_plain(x) for x in v["s"])
     return v
+
+
+_CONTAINERS = (list, dict)
 
 
 def encode_api(value: Any) -> bytes:
