@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m sim.raft_demo
+	$(BIN)/python -m sim run --out runs/demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -q
