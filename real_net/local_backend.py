@@ -1,0 +1,299 @@
+"""A single-process Backend: etcd's data model on one machine, without Raft.
+
+Why it exists: the client API (gRPC servicers, conversions, etcdctl
+compatibility) can be built and tested before, and independently of, the
+replicated node; and it is an honest ``--no-raft`` mode for one member. It
+runs the same core objects a ``kv.member.Member`` applies entries to
+(``kv.mvcc.MVCCStore``, ``kv.lease.Lessor``, ``kv.watch.WatchHub``), but
+applies each request the moment it arrives instead of after it commits.
+Nothing is written to disk: a restart loses everything.
+
+What it does not pretend: membership cannot change (there is no Raft to
+change it), so MemberAdd/MemberRemove answer ``ErrNoRaft``; the "raft index"
+in Status counts the writes that would have been log entries; the term is 1.
+
+Time: lease deadlines are on the event loop's monotonic clock (or the
+``clock`` given); a timer task sleeps until the next lease deadline or watch
+progress deadline, revokes what expired (all of a lease's keys in one
+revision, as etcd's lessor does) and sends progress notifications.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from kv import api
+from kv.errors import (
+    ErrMemberNotFound,
+    ErrMemberNotLearner,
+    ErrPeerURLExist,
+    ErrStopped,
+    GrpcCode,
+    RaftKVError,
+)
+from kv.lease import Lessor, min_lease_ttl
+from kv.mvcc import DEFAULT_MAX_TXN_OPS, MVCCStore, check_request, is_read_only_txn
+from kv.watch import DEFAULT_PROGRESS_INTERVAL, WatchHub
+from real_net.backend import WatchRequest
+
+# etcd's defaults (--election-timeout 1000 ms, --heartbeat-interval 100 ms) give a
+# minimum lease TTL of 2 s; using the same makes `lease grant 1` answer as etcd does.
+DEFAULT_MIN_LEASE_TTL = min_lease_ttl(1.0, 0.1)
+# With no lease or progress deadline pending, the timer still wakes this often.
+_IDLE_WAKE = 1.0
+
+
+class ErrNoRaft(RaftKVError):
+    """A membership change asked of a member that runs without Raft."""
+
+    message = "raftkv: membership cannot change: this member runs without raft (--no-raft)"
+    grpc_code = GrpcCode.FAILED_PRECONDITION
+
+
+def _id_from(*parts: str) -> int:
+    """A non-zero uint64 ID from strings (etcd hashes the member's peer URLs and the
+    cluster name the same way, so IDs are stable across restarts)."""
+    h = hashlib.sha1("\x00".join(parts).encode())
+    return int.from_bytes(h.digest()[:8], "big") or 1
+
+
+class LocalBackend:
+    """Implements real_net.backend.Backend over one in-memory store."""
+
+    def __init__(
+        self,
+        *,
+        name: str = "default",
+        peer_urls: tuple[str, ...] = ("http://localhost:2380",),
+        client_urls: tuple[str, ...] = ("http://localhost:2379",),
+        cluster_token: str = "etcd-cluster",
+        min_lease_ttl: int = DEFAULT_MIN_LEASE_TTL,
+        progress_interval: float = DEFAULT_PROGRESS_INTERVAL,
+        max_txn_ops: int = DEFAULT_MAX_TXN_OPS,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        member_id = _id_from(*sorted(peer_urls), cluster_token)
+        self.cluster_id = _id_from(str(member_id), cluster_token)
+        self.member = api.Member(
+            ID=member_id, name=name, peer_urls=tuple(peer_urls), client_urls=tuple(client_urls)
+        )
+        self.max_txn_ops = max_txn_ops
+        self.lessor = Lessor(min_ttl=min_lease_ttl)
+        self.store = MVCCStore(leases=self.lessor)
+        self.hub = WatchHub(progress_interval=progress_interval)
+        self._clock = clock
+        # Writes that would each have been one Raft log entry (Status.raft_index).
+        self._index = 0
+        self._streams: set[LocalWatchStream] = set()
+        self._timer: asyncio.Task[None] | None = None
+        self._wake: asyncio.Event | None = None
+        self._stopped = False
+
+    def set_client_urls(self, client_urls: tuple[str, ...]) -> None:
+        """Advertise these client URLs in MemberList (known only once the server has
+        bound its port, e.g. an ephemeral one)."""
+        self.member = replace(self.member, client_urls=tuple(client_urls))
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Start the lease/progress timer on the running loop. This member is the
+        lessor's primary from now on: every lease counts down from here."""
+        self._start_now()
+
+    def _start_now(self) -> None:
+        if self._timer is not None:
+            return
+        self._wake = asyncio.Event()
+        self.lessor.promote(self._now())
+        self._timer = asyncio.get_running_loop().create_task(self._timer_loop(), name="local-backend-timer")
+
+    async def stop(self) -> None:
+        """Stop the timer and end every watch stream (their ``recv`` raises ErrStopped);
+        later calls raise ErrStopped too."""
+        self._stopped = True
+        for stream in list(self._streams):
+            stream.close()
+        if self._timer is not None:
+            self._timer.cancel()
+            try:
+                await self._timer
+            except asyncio.CancelledError:
+                pass
+            self._timer = None
+
+    async def __aenter__(self) -> LocalBackend:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # --------------------------------------------------------------- Backend
+
+    async def call(self, request: Any) -> Any:
+        if self._stopped:
+            raise ErrStopped()
+        if self._timer is None:
+            await self.start()
+        return api.fill_header(self._answer(request), self._header())
+
+    def watch_stream(self) -> LocalWatchStream:
+        if self._stopped:
+            raise ErrStopped()
+        if self._timer is None:
+            # No await possible here; start() does nothing that needs one.
+            self._start_now()
+        stream = LocalWatchStream(self)
+        self._streams.add(stream)
+        return stream
+
+    # ------------------------------------------------------------ internals
+
+    def _now(self) -> float:
+        return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
+
+    def _header(self) -> api.ResponseHeader:
+        return api.ResponseHeader(
+            cluster_id=self.cluster_id, member_id=self.member.ID, revision=self.store.revision, raft_term=1
+        )
+
+    def _answer(self, req: Any) -> Any:
+        if isinstance(req, (api.RangeRequest, api.PutRequest, api.DeleteRangeRequest, api.TxnRequest)):
+            check_request(req, self.max_txn_ops)
+            resp, events = self.store.apply(req)
+            if not isinstance(req, api.RangeRequest) and not (
+                isinstance(req, api.TxnRequest) and is_read_only_txn(req)
+            ):
+                self._index += 1
+            self._notify(events)
+            return resp
+        if isinstance(req, api.CompactionRequest):
+            resp = self.store.compact(req)
+            self._index += 1
+            return resp
+        if isinstance(req, api.LeaseGrantRequest):
+            self._index += 1
+            resp = self.lessor.grant(req, self._now(), self._index)
+            self._poke()
+            return resp
+        if isinstance(req, api.LeaseRevokeRequest):
+            self._revoke(req.ID)
+            return api.LeaseRevokeResponse()
+        if isinstance(req, api.LeaseKeepAliveRequest):
+            return self.lessor.keep_alive(req, self._now())
+        if isinstance(req, api.LeaseTimeToLiveRequest):
+            return self.lessor.time_to_live(req, self._now())
+        if isinstance(req, api.LeaseLeasesRequest):
+            return self.lessor.leases()
+        if isinstance(req, api.StatusRequest):
+            db_size = self.store.db_size()
+            return api.StatusResponse(
+                db_size=db_size,
+                leader=self.member.ID,
+                raft_index=self._index,
+                raft_term=1,
+                raft_applied_index=self._index,
+                db_size_in_use=db_size,
+            )
+        if isinstance(req, api.HashKVRequest):
+            return self.store.hash_kv(req.revision)
+        return self._membership(req)
+
+    def _membership(self, req: Any) -> Any:
+        me = self.member
+        if isinstance(req, api.MemberListRequest):
+            return api.MemberListResponse(members=(me,))
+        if isinstance(req, api.MemberAddRequest):
+            # etcd checks the URLs against the existing members before anything else.
+            if set(req.peer_urls) & set(me.peer_urls):
+                raise ErrPeerURLExist()
+            raise ErrNoRaft()
+        if isinstance(req, (api.MemberRemoveRequest, api.MemberUpdateRequest, api.MemberPromoteRequest)):
+            if req.ID != me.ID:
+                raise ErrMemberNotFound()
+            if isinstance(req, api.MemberRemoveRequest):
+                raise ErrNoRaft()
+            if isinstance(req, api.MemberPromoteRequest):
+                raise ErrMemberNotLearner()
+            # Updating this member's own peer URLs needs no agreement from anyone.
+            self.member = replace(me, peer_urls=tuple(req.peer_urls))
+            self._index += 1
+            return api.MemberUpdateResponse(members=(self.member,))
+        raise TypeError(f"not a request a Backend answers: {type(req).__name__}")
+
+    def _revoke(self, lease_id: int) -> None:
+        keys = self.lessor.revoke(lease_id)
+        self._index += 1
+        # All the lease's keys go in one revision (etcd's lessor.Revoke: one txn).
+        _, events = self.store.delete_keys(keys)
+        self._notify(events)
+
+    def _notify(self, events: list[api.Event]) -> None:
+        if not events:
+            return
+        for stream, resp in self.hub.notify(events, self.store, self._header()):
+            stream._deliver(resp)
+
+    def _poke(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+
+    async def _timer_loop(self) -> None:
+        assert self._wake is not None
+        while True:
+            now = self._now()
+            for lease_id in self.lessor.expired(now):
+                self._revoke(lease_id)
+            for stream, resp in self.hub.progress_due(now, self._header()):
+                stream._deliver(resp)
+            deadlines = [d for d in (self.lessor.next_expiry(), self.hub.next_progress_deadline()) if d is not None]
+            timeout = max(0.0, min(deadlines) - now) if deadlines else _IDLE_WAKE
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=min(timeout, _IDLE_WAKE))
+            except TimeoutError:
+                pass
+
+
+class LocalWatchStream:
+    """Implements real_net.backend.WatchStream for LocalBackend (the hub's stream token is
+    this object itself)."""
+
+    def __init__(self, backend: LocalBackend) -> None:
+        self._backend = backend
+        self._queue: asyncio.Queue[api.WatchResponse | None] = asyncio.Queue()
+        self._closed = False
+
+    async def send(self, request: WatchRequest) -> None:
+        if self._closed:
+            raise ErrStopped()
+        b = self._backend
+        for resp in b.hub.handle(self, request, b.store, b._header(), b._now()):
+            self._queue.put_nowait(resp)
+        if isinstance(request, api.WatchCreateRequest) and request.progress_notify:
+            b._poke()
+
+    async def recv(self) -> api.WatchResponse:
+        if self._closed and self._queue.empty():
+            raise ErrStopped()
+        resp = await self._queue.get()
+        if resp is None:
+            raise ErrStopped()
+        return resp
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._backend.hub.close_stream(self)
+        self._backend._streams.discard(self)
+        self._queue.put_nowait(None)
+
+    def _deliver(self, resp: api.WatchResponse) -> None:
+        if not self._closed:
+            self._queue.put_nowait(resp)
