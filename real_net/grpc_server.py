@@ -237,32 +237,39 @@ class LeaseServicer(_Servicer, pb_grpc.LeaseServicer):
 
 
 class ClusterServicer(_Servicer, pb_grpc.ClusterServicer):
-    async def _checked_urls(self, context: Context, urls: Any) -> None:
-        try:
-            check_urls(tuple(urls))
-        except RaftKVError as e:
-            await _abort(context, e)
+    """Membership. etcd's cluster service fills its headers with the cluster ID, member
+    ID and raft term but no revision (membership is not in the MVCC store), so the
+    revision a Backend put there is cleared: `etcdctl member list -w json` then
+    prints the same header as against etcd."""
+
+    async def _member_call(self, context: Context, request: Any, urls: Any = None) -> Any:
+        if urls is not None:
+            try:
+                check_urls(tuple(urls))
+            except RaftKVError as e:
+                await _abort(context, e)
+        resp = await self._call(context, request)
+        resp.header.revision = 0
+        return resp
 
     async def MemberAdd(self, request: pb.MemberAddRequest, context: Context) -> pb.MemberAddResponse:
-        await self._checked_urls(context, request.peerURLs)
-        resp: pb.MemberAddResponse = await self._call(context, request)
+        resp: pb.MemberAddResponse = await self._member_call(context, request, request.peerURLs)
         return resp
 
     async def MemberRemove(self, request: pb.MemberRemoveRequest, context: Context) -> pb.MemberRemoveResponse:
-        resp: pb.MemberRemoveResponse = await self._call(context, request)
+        resp: pb.MemberRemoveResponse = await self._member_call(context, request)
         return resp
 
     async def MemberUpdate(self, request: pb.MemberUpdateRequest, context: Context) -> pb.MemberUpdateResponse:
-        await self._checked_urls(context, request.peerURLs)
-        resp: pb.MemberUpdateResponse = await self._call(context, request)
+        resp: pb.MemberUpdateResponse = await self._member_call(context, request, request.peerURLs)
         return resp
 
     async def MemberList(self, request: pb.MemberListRequest, context: Context) -> pb.MemberListResponse:
-        resp: pb.MemberListResponse = await self._call(context, request)
+        resp: pb.MemberListResponse = await self._member_call(context, request)
         return resp
 
     async def MemberPromote(self, request: pb.MemberPromoteRequest, context: Context) -> pb.MemberPromoteResponse:
-        resp: pb.MemberPromoteResponse = await self._call(context, request)
+        resp: pb.MemberPromoteResponse = await self._member_call(context, request)
         return resp
 
 
