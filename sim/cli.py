@@ -33,6 +33,8 @@ HELP = {
     "more frequent faults",
     "pre_vote": "Raft PreVote (dissertation 9.6): true or false",
     "check_quorum": "Raft CheckQuorum with leader lease (dissertation 6.2): true or false",
+    "max_msg_bytes": "Raft's max_size_per_msg: bytes of entries per append message (one entry at least); "
+    "a small value splits batches, which widens the window of the commit-old-term bug",
     "workload": "client workload: register (get/put/delete/cas on a few keys with unique values)",
     "clients": "number of concurrent simulated clients",
     "rate": "client operations per simulated second, all clients together",

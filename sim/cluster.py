@@ -121,6 +121,7 @@ class SimCluster:
             heartbeat_interval=options.heartbeat_interval,
             pre_vote=options.pre_vote,
             check_quorum=options.check_quorum,
+            max_size_per_msg=options.max_msg_bytes,
         )
         self.network = Network(
             env,

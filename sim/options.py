@@ -46,6 +46,7 @@ class RunOptions:
     heartbeat_interval: float = 0.1
     pre_vote: bool = True
     check_quorum: bool = True
+    max_msg_bytes: int = 1 << 20  # Raft's max_size_per_msg: entries per append message (at least one)
     snapshot_count: int = 2000  # a member snapshots (and compacts) every this many applied entries
     check_interval: float = 2.0  # run the in-run invariant checks every this many simulated seconds
     check_timeout: float = 60.0  # wall seconds the linearizability check may take

@@ -106,6 +106,12 @@ def simulate(
     env.process(liveness_probe(env, cluster, child_rng(options.seed, "probe"), probe, options.client_timeout))
     end = options.duration + options.quiet
     env.run(until=end)
+    # The quiet phase may end in the middle of an ordinary election (a heartbeat held up
+    # in the latency tail): give the cluster a few election timeouts to settle before
+    # judging liveness, stepping a heartbeat at a time so a settled run stops early.
+    settle_until = end + SETTLE_ELECTION_TIMEOUTS * options.election_timeout_max
+    while not _settled(cluster) and env.now < settle_until:
+        env.run(until=min(settle_until, env.now + options.heartbeat_interval))
     cluster.checks.check_now(env.now, cluster)
     sim_wall = time.perf_counter() - wall_start
 
@@ -120,15 +126,27 @@ def simulate(
     return RunResult(options, events, history, summary, cluster, lin, wl, ctx.records)
 
 
-def _liveness(cluster: SimCluster, probe: Probe, options: RunOptions) -> dict[str, Any]:
-    leader = cluster.leader()
+SETTLE_ELECTION_TIMEOUTS = 10
+
+
+def _convergence(cluster: SimCluster) -> tuple[dict[str, int], bool]:
     live = [s for s in cluster.slots.values() if s.member is not None and not s.removed]
     applied = {s.name: s.member.applied_index for s in live if s.member is not None}
-    hashes = {s.name: s.member.hash_kv() for s in live if s.member is not None}
-    converged = len(set(applied.values())) <= 1 and len(set(hashes.values())) <= 1
+    hashes = {s.member.hash_kv() for s in live if s.member is not None}
+    return applied, len(set(applied.values())) <= 1 and len(hashes) <= 1
+
+
+def _settled(cluster: SimCluster) -> bool:
+    return cluster.leader() is not None and _convergence(cluster)[1]
+
+
+def _liveness(cluster: SimCluster, probe: Probe, options: RunOptions) -> dict[str, Any]:
+    leader = cluster.leader()
+    applied, converged = _convergence(cluster)
     problems = []
     if leader is None:
-        problems.append(f"no leader at the end of the {options.quiet:g}s quiet phase")
+        grace = SETTLE_ELECTION_TIMEOUTS * options.election_timeout_max
+        problems.append(f"no leader at the end of the {options.quiet:g}s quiet phase (and {grace:g}s more)")
     if probe.committed_at is None:
         problems.append(f"the probe write did not commit within the {options.quiet:g}s quiet phase "
                         f"({probe.attempts} attempts)")
@@ -185,7 +203,7 @@ def _summary(
     if not liveness["ok"]:
         failures.append("liveness: " + "; ".join(liveness["problems"]))
     events = _events(env, cluster)
-    sim_seconds = options.duration + options.quiet
+    sim_seconds = env.now
     net = cluster.network.stats
     return {
         "seed": options.seed,

@@ -442,6 +442,16 @@ class RaftNode:
         self.pending_conf_index = self.log.last_index()
         self.heartbeat_deadline = self.now + self.config.heartbeat_interval
         self.check_quorum_deadline = self.now + self.config.election_timeout_min
+        if self.config.has_bug(TeachingBug.COMMIT_OLD_TERM):
+            # TEACHING BUG commit-old-term, part 2: the Raft paper's Figure 8 leader, which
+            # starts its term without a no-op. With the no-op, the old-term entries usually
+            # travel in the same append as it and commit legitimately with it, which hides
+            # the bad rule in _maybe_commit; without it the bad rule decides alone. The
+            # leader's own durable log counts toward a quorum from the start.
+            if pr is not None:
+                pr.maybe_update(self.log.last_index() - len(self.log.unstable))
+            self._bcast_append()
+            return
         # A no-op entry of our own term (§5.4.2 / §8): committing it commits everything before.
         self._append_entries([Entry(term=0, index=0, data=b"")])
 
