@@ -23,6 +23,7 @@ How requests travel (after etcd v3.4/3.5's server, etcdserver/v3_server.go):
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from collections.abc import Hashable, Mapping
@@ -193,8 +194,9 @@ class Member:
         if r is not None and self.now >= r.sent_at + self.config.read_index_retry:
             self._requeue_read_round()
         self._next_read_round()
-        for stream, resp in self.watches.progress_due(self.now, self._header()):
-            self.watch_responses.append((stream, resp))
+        if not self.watches.idle:
+            for stream, resp in self.watches.progress_due(self.now, self._header()):
+                self.watch_responses.append((stream, resp))
 
     def deadline(self) -> float:
         """The driver's clock time at which this member next needs tick()."""
@@ -205,9 +207,10 @@ class Member:
                 d = min(d, nxt)
         if self.read_round is not None:
             d = min(d, self.read_round.sent_at + self.config.read_index_retry)
-        p = self.watches.next_progress_deadline()
-        if p is not None:
-            d = min(d, p)
+        if not self.watches.idle:
+            p = self.watches.next_progress_deadline()
+            if p is not None:
+                d = min(d, p)
         return d
 
     def step(self, m: Message) -> None:
@@ -323,7 +326,7 @@ class Member:
         if serializable:
             self.responses.append((token, self._fill(self.sm.read(req))))
             return
-        if TeachingBug.STALE_READ in self.config.bugs:
+        if self.node.config.has_bug(TeachingBug.STALE_READ):
             # TEACHING BUG stale-read: a linearizable read answered from local state
             # without ReadIndex. A deposed leader or a lagging follower serves stale
             # data (Raft dissertation §6.4 explains why the round is needed).
@@ -384,7 +387,7 @@ class Member:
     # ---------------------------------------------------------------- leases
 
     def _expires_leases(self) -> bool:
-        return self.node.role == Role.LEADER or TeachingBug.LEASE_FOLLOWER_CLOCK in self.config.bugs
+        return self.node.role == Role.LEADER or self.node.config.has_bug(TeachingBug.LEASE_FOLLOWER_CLOCK)
 
     def _expire_leases(self) -> None:
         if not self._expires_leases():
@@ -392,7 +395,7 @@ class Member:
         # TEACHING BUG lease-follower-clock: every member, not only the leader, revokes
         # the leases that expired by its own clock (force=True). A follower that was
         # paused or cut off has missed the keep-alives and revokes a live lease.
-        force = TeachingBug.LEASE_FOLLOWER_CLOCK in self.config.bugs
+        force = self.node.config.has_bug(TeachingBug.LEASE_FOLLOWER_CLOCK)
         if self.now < self.revoke_blocked_until:
             return
         for lease_id in self.sm.lessor.expired(self.now, force=force):
@@ -408,7 +411,7 @@ class Member:
 
     def _next_lease_deadline(self) -> float | None:
         """When the next lease expires or a lost revoke is due again."""
-        force = TeachingBug.LEASE_FOLLOWER_CLOCK in self.config.bugs
+        force = self.node.config.has_bug(TeachingBug.LEASE_FOLLOWER_CLOCK)
         due = min(self.revoking.values(), default=math.inf) + LEASE_REVOKE_RETRY
         for deadline, lease_id in self.sm.lessor.deadlines(force=force):
             if lease_id not in self.revoking:
@@ -423,7 +426,7 @@ class Member:
             isinstance(req, api.WatchCreateRequest)
             and req.start_revision > 0
             and self.restarted
-            and TeachingBug.WATCH_SKIP in self.config.bugs
+            and self.node.config.has_bug(TeachingBug.WATCH_SKIP)
         ):
             # TEACHING BUG watch-skip: after a restart this member resumes a watch one
             # revision late, so the events at start_revision are never delivered.
@@ -487,7 +490,7 @@ class Member:
         outcome, events = self.sm.apply(prop, e.index, self.now)
         if isinstance(prop.request, api.LeaseRevokeRequest):
             self.revoking.pop(prop.request.ID, None)
-        if events:
+        if events and not self.watches.idle:
             for stream, resp in self.watches.notify(events, self.sm.store, self._header()):
                 self.watch_responses.append((stream, resp))
         self._answer(prop, outcome)
@@ -561,8 +564,15 @@ class Member:
         return api.fill_header(outcome, self._header())
 
 
+@functools.lru_cache(maxsize=4096)
+def _decode(data: bytes) -> Any:
+    # A pure function of the bytes, and its result is immutable: in a simulation every
+    # member decodes the same entry, so remembering recent ones saves the repeats.
+    return decode_api(data)
+
+
 def _decode_proposal(data: bytes, index: int) -> api.Proposal:
-    prop = decode_api(data)
+    prop = _decode(data)
     if not isinstance(prop, api.Proposal):
         raise CorruptRecord(f"log entry {index} holds {type(prop).__name__}, not a Proposal")
     return prop

@@ -118,6 +118,12 @@ class WatchHub:
 
     # ------------------------------------------------------------- queries
 
+    @property
+    def idle(self) -> bool:
+        """No watcher anywhere: the member can skip the hub (a fast path; most members
+        in a simulation have no watchers)."""
+        return not self._streams or not any(s.watchers for s in self._streams.values())
+
     def watchers(self) -> list[Watcher]:
         """Every watcher, in creation order."""
         out = [w for s in self._streams.values() for w in s.watchers.values()]

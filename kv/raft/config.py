@@ -62,7 +62,8 @@ class RaftConfig:
             object.__setattr__(self, "transfer_timeout", self.election_timeout_max)
 
     def has_bug(self, bug: TeachingBug) -> bool:
-        return bug in self.bugs
+        # Hot path: an empty set answers without hashing the enum (Enum.__hash__ is Python code).
+        return bool(self.bugs) and bug in self.bugs
 
     @staticmethod
     def with_bugs(names: Iterable[str]) -> frozenset[TeachingBug]:
