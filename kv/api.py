@@ -447,6 +447,22 @@ class MemberPromoteResponse:
     members: tuple[Member, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class MemberAttrSetRequest:
+    """A member announcing its name and client URLs once it has started (etcd's
+    internal ClusterMemberAttrSetRequest, the "publish" every member does on start):
+    MemberAdd knows only peer URLs, so this is how the list learns the rest."""
+
+    ID: int = 0
+    name: str = ""
+    client_urls: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class MemberAttrSetResponse:
+    header: ResponseHeader = ResponseHeader()
+
+
 # ------------------------------------------------------------- maintenance
 
 

@@ -57,6 +57,7 @@ WRITE_REQUESTS = (
     api.LeaseGrantRequest,
     api.LeaseRevokeRequest,
     api.LeaseKeepAliveRequest,
+    api.MemberAttrSetRequest,
 )
 MEMBER_REQUESTS = (
     api.MemberAddRequest,
@@ -188,6 +189,12 @@ class StateMachine:
                 return api.LeaseRevokeResponse(), events
             if isinstance(req, api.LeaseKeepAliveRequest):
                 return self.lessor.keep_alive(req, now), []
+            if isinstance(req, api.MemberAttrSetRequest):
+                old = self.members.get(req.ID)
+                if old is None:
+                    return ErrMemberNotFound(), []  # removed meanwhile
+                self.members[req.ID] = replace(old, name=req.name, client_urls=tuple(req.client_urls))
+                return api.MemberAttrSetResponse(), []
             resp, events = self.store.apply(req)
             return resp, events
         except RaftKVError as e:

@@ -227,6 +227,12 @@ class Member:
         except RaftKVError as e:
             self.responses.append((token, e))
 
+    def publish(self, token: Token, client_urls: tuple[str, ...], now: float) -> None:
+        """Announce this member's name and client URLs through the log (etcd publishes
+        on every start, so `member list` shows them after MemberAdd or a URL change)."""
+        req = api.MemberAttrSetRequest(ID=self.id, name=self.config.name, client_urls=tuple(client_urls))
+        self.submit(token, req, now)
+
     def close_watch_stream(self, stream: Token) -> None:
         self.watches.close_stream(stream)
 

@@ -364,6 +364,18 @@ def test_a_member_joins_as_a_learner_catches_up_is_promoted_and_another_is_remov
     assert isinstance(c.call(lead, api.MemberAddRequest(peer_urls=("http://m4:2380",))), ErrPeerURLExist)
 
 
+def test_a_member_publishes_its_name_and_client_urls_for_member_list() -> None:
+    c = MemberCluster(3, seed=20)
+    c.elect()
+    f = c.followers()[0]
+    c.members[f].publish("pub", ("https://127.0.0.1:2379",), c.now)
+    c.run_for(0.2)
+    for i in c.members:
+        listed = {m.ID: m for m in c.call(i, api.MemberListRequest()).members}
+        assert listed[f].name == f"m{f}" and listed[f].client_urls == ("https://127.0.0.1:2379",)
+    assert isinstance(c.answers.pop("pub"), api.MemberAttrSetResponse)
+
+
 def test_status_reports_leader_indexes_and_term() -> None:
     c = MemberCluster(3, seed=19)
     lead = c.elect()
