@@ -48,8 +48,7 @@ def test_member_and_client_certificates_are_signed_by_the_ca(cluster_certs: cert
 def test_member_certificate_verifies_as_a_server_for_ip_and_localhost(cluster_certs: certs.CertPaths) -> None:
     store = verification.Store([load(cluster_certs.ca)])
     leaf = load(cluster_certs.member("n2").cert)
-    for subject in (verification.IPAddress(ipaddress.ip_address("127.0.0.1")), verification.DNSName("localhost"),
-                    verification.DNSName("n2")):
+    for subject in (x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost"), x509.DNSName("n2")):
         chain = verification.PolicyBuilder().store(store).build_server_verifier(subject).verify(leaf, [])
         assert chain[-1] == load(cluster_certs.ca)
 

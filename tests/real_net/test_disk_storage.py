@@ -181,15 +181,17 @@ def write(root: Path, ops: list[Any]) -> Written:
     segment, head_end = disk.wal.position()
     ends, views, synced_end = [head_end], [full_view(model)], head_end
     for op in ops:
+        hs: HardState | None
+        ents: tuple[Entry, ...]
         if op[0] == "entry":
             _, back, term, payload, sync = op
             index = max(1, model.last_index() + 1 - back)  # back > 0 overwrites a suffix
-            args: tuple[Any, ...] = (None, (Entry(term=term, index=index, data=payload),), None)
+            hs, ents = None, (Entry(term=term, index=index, data=payload),)
         else:
             _, hs, sync = op
-            args = (hs, (), None)
-        model.save(*args)
-        disk.save(*args, sync=sync)
+            ents = ()
+        model.save(hs, ents, None)
+        disk.save(hs, ents, None, sync=sync)
         ends.append(disk.wal.position()[1])
         views.append(full_view(model))
         if sync:
@@ -399,7 +401,12 @@ def test_a_corrupt_snapshot_file_falls_back_to_the_full_log_when_the_wal_still_h
 def test_save_fsyncs_once_per_call_and_only_when_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[int] = []
     real = wal_module._fdatasync
-    monkeypatch.setattr(wal_module, "_fdatasync", lambda fd: (calls.append(fd), real(fd))[1])
+
+    def counting(fd: int) -> None:
+        calls.append(fd)
+        real(fd)
+
+    monkeypatch.setattr(wal_module, "_fdatasync", counting)
     with DiskStorage(tmp_path / "m") as s:
         s.save(HardState(1, 1, 0), entries_from(1, [(1, b"a"), (1, b"b"), (1, b"c")]), None)
         assert len(calls) == 1
