@@ -297,7 +297,7 @@ def from_pb(msg: Message) -> Any:
         else:
             kwargs[f.api] = tuple(from_pb(x) for x in getattr(msg, f.pb))
     if spec.api_type is api.Compare:
-        arm = msg.WhichOneof("target_union")  # type: ignore[attr-defined]
+        arm = msg.WhichOneof("target_union")
         if arm is not None:
             kwargs[arm] = getattr(msg, arm)
     return spec.api_type(**kwargs)

@@ -30,7 +30,7 @@ import urllib.parse
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeAlias
 
 import grpc
 from grpc import aio
@@ -52,7 +52,8 @@ from real_net.proto import rpc_pb2_grpc as pb_grpc
 DEFAULT_MAX_REQUEST_BYTES = 1536 * 1024
 GRPC_OVERHEAD_BYTES = 512 * 1024
 
-Context = aio.ServicerContext  # type: ignore[type-arg]
+# grpc.aio.ServicerContext; grpc ships no type information that mypy can use here.
+Context: TypeAlias = Any
 
 
 async def _abort(context: Any, err: RaftKVError) -> NoReturn:
@@ -86,7 +87,11 @@ def check_urls(urls: tuple[str, ...]) -> None:
 
 
 class _Servicer:
-    """What every service shares: the Backend, the limits, and the call path."""
+    """What every service shares: the Backend, the limits, and the call path.
+
+    The servicers do not inherit the generated ``*Servicer`` bases: every method of
+    every service is written out here (unimplemented ones say so), and
+    ``add_*Servicer_to_server`` looks methods up by name."""
 
     def __init__(self, backend: Backend, max_request_bytes: int, max_txn_ops: int) -> None:
         self.backend = backend
@@ -118,7 +123,7 @@ class _Servicer:
 # ----------------------------------------------------------------------- KV
 
 
-class KVServicer(_Servicer, pb_grpc.KVServicer):
+class KVServicer(_Servicer):
     async def _kv(self, context: Any, request_pb: Any) -> Any:
         try:
             req = convert.from_pb(request_pb)
@@ -159,8 +164,8 @@ class KVServicer(_Servicer, pb_grpc.KVServicer):
 # -------------------------------------------------------------------- Watch
 
 
-class WatchServicer(_Servicer, pb_grpc.WatchServicer):
-    async def Watch(  # type: ignore[override]
+class WatchServicer(_Servicer):
+    async def Watch(
         self, request_iterator: AsyncIterator[pb.WatchRequest], context: Context
     ) -> AsyncIterator[pb.WatchResponse]:
         """One gRPC stream = one Backend watch stream. Requests are fed in by a reader
@@ -196,7 +201,7 @@ class WatchServicer(_Servicer, pb_grpc.WatchServicer):
 # -------------------------------------------------------------------- Lease
 
 
-class LeaseServicer(_Servicer, pb_grpc.LeaseServicer):
+class LeaseServicer(_Servicer):
     async def LeaseGrant(self, request: pb.LeaseGrantRequest, context: Context) -> pb.LeaseGrantResponse:
         resp: pb.LeaseGrantResponse = await self._call(context, request, write=True)
         return resp
@@ -205,7 +210,7 @@ class LeaseServicer(_Servicer, pb_grpc.LeaseServicer):
         resp: pb.LeaseRevokeResponse = await self._call(context, request, write=True)
         return resp
 
-    async def LeaseKeepAlive(  # type: ignore[override]
+    async def LeaseKeepAlive(
         self, request_iterator: AsyncIterator[pb.LeaseKeepAliveRequest], context: Context
     ) -> AsyncIterator[pb.LeaseKeepAliveResponse]:
         """One answer per request, in order. An unknown lease is answered with TTL 0,
@@ -236,7 +241,7 @@ class LeaseServicer(_Servicer, pb_grpc.LeaseServicer):
 # ------------------------------------------------------------------ Cluster
 
 
-class ClusterServicer(_Servicer, pb_grpc.ClusterServicer):
+class ClusterServicer(_Servicer):
     """Membership. etcd's cluster service fills its headers with the cluster ID, member
     ID and raft term but no revision (membership is not in the MVCC store), so the
     revision a Backend put there is cleared: `etcdctl member list -w json` then
@@ -276,7 +281,7 @@ class ClusterServicer(_Servicer, pb_grpc.ClusterServicer):
 # -------------------------------------------------------------- Maintenance
 
 
-class MaintenanceServicer(_Servicer, pb_grpc.MaintenanceServicer):
+class MaintenanceServicer(_Servicer):
     async def Status(self, request: pb.StatusRequest, context: Context) -> pb.StatusResponse:
         resp: pb.StatusResponse = await self._call(context, request)
         return resp
@@ -298,7 +303,7 @@ class MaintenanceServicer(_Servicer, pb_grpc.MaintenanceServicer):
     async def Hash(self, request: pb.HashRequest, context: Context) -> pb.HashResponse:
         await _unimplemented(context, "Maintenance.Hash (use HashKV)")
 
-    async def Snapshot(  # type: ignore[override]
+    async def Snapshot(
         self, request: pb.SnapshotRequest, context: Context
     ) -> AsyncIterator[pb.SnapshotResponse]:
         await _unimplemented(context, "Maintenance.Snapshot")
@@ -317,7 +322,7 @@ class MaintenanceServicer(_Servicer, pb_grpc.MaintenanceServicer):
 _AUTH_NOT_ENABLED = "etcdserver: authentication is not enabled"
 
 
-class AuthServicer(_Servicer, pb_grpc.AuthServicer):
+class AuthServicer(_Servicer):
     async def AuthStatus(self, request: pb.AuthStatusRequest, context: Context) -> pb.AuthStatusResponse:
         return pb.AuthStatusResponse(header=await self._header(context), enabled=False)
 

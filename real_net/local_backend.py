@@ -24,7 +24,7 @@ import asyncio
 import hashlib
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 from kv import api
 from kv.errors import (
@@ -237,7 +237,7 @@ class LocalBackend:
         if not events:
             return
         for stream, resp in self.hub.notify(events, self.store, self._header()):
-            stream._deliver(resp)
+            cast(LocalWatchStream, stream)._deliver(resp)
 
     def _poke(self) -> None:
         if self._wake is not None:
@@ -250,7 +250,7 @@ class LocalBackend:
             for lease_id in self.lessor.expired(now):
                 self._revoke(lease_id)
             for stream, resp in self.hub.progress_due(now, self._header()):
-                stream._deliver(resp)
+                cast(LocalWatchStream, stream)._deliver(resp)
             deadlines = [d for d in (self.lessor.next_expiry(), self.hub.next_progress_deadline()) if d is not None]
             timeout = max(0.0, min(deadlines) - now) if deadlines else _IDLE_WAKE
             self._wake.clear()
