@@ -29,8 +29,10 @@ Why it looks like this (etcd's ``wal`` package is the model; facts, not code):
   all zeros (a sector never reached the disk: etcd's torn-write check) or no
   valid record follows it — is cut off with a warning, and writing resumes
   there. Any other defect (a bad record with valid records after it, or
-  anywhere in an older, completed segment) raises ``CorruptRecord`` naming the
-  file and offset: a WAL never silently drops data it had acknowledged.
+  anywhere in an older, completed segment, or in a segment's head, which is
+  fsynced before the segment is renamed into place) raises ``CorruptRecord``
+  naming the file and offset: a WAL never silently drops data it had
+  acknowledged.
   One case cannot be told apart from a torn write by any format without a
   second copy: damage to the very last record of the log. It is cut like a
   torn tail; if it had been fsynced, that one record is lost.
@@ -249,8 +251,8 @@ def _valid_record_after(buf: bytes, start: int, limit: int) -> int | None:
 class WAL:
     """A directory of segment files. ``open()`` first (it reads and repairs), then ``append``/``sync``.
 
-    `head` returns the records every new segment starts with after its header
-    (the storage's current hard state and snapshot marker).
+    `head` returns the records every new segment starts with after its header:
+    a HARD_STATE record, then a SNAPSHOT_BASE record (the storage's current ones).
     Not thread-safe, except that ``sync`` may run in a worker thread while the
     caller waits for it (do not append meanwhile).
     """
