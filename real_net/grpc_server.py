@@ -70,7 +70,7 @@ async def _unimplemented(context: Any, what: str) -> NoReturn:
 
 def check_urls(urls: tuple[str, ...]) -> None:
     """etcd's types.NewURLs, as MemberAdd/MemberUpdate apply it: every URL is
-    http(s)://host:port or unix(s)://..., with no path."""
+    http(s)://host:port or unix(s)://..., with no path (not even "/")."""
     for raw in urls:
         u = urllib.parse.urlsplit(raw)
         if u.scheme not in ("http", "https", "unix", "unixs"):
@@ -82,7 +82,7 @@ def check_urls(urls: tuple[str, ...]) -> None:
                 raise ErrMemberBadURLs() from None
             if not u.hostname or port is None:
                 raise ErrMemberBadURLs()
-        if u.path not in ("", "/") or u.query or u.fragment:
+        if u.path:
             raise ErrMemberBadURLs()
 
 
@@ -173,7 +173,7 @@ class WatchServicer(_Servicer):
         while events flow. The client half-closing does not end the call: etcd keeps
         sending events until the client cancels it."""
         stream = self.backend.watch_stream()
-        failure: list[RaftKVError] = []
+        failure: list[Exception] = []
 
         async def read_requests() -> None:
             try:
@@ -181,7 +181,7 @@ class WatchServicer(_Servicer):
                     req = convert.watch_request_from_pb(msg)
                     if req is not None:  # etcd skips a WatchRequest with no arm set
                         await stream.send(req)
-            except RaftKVError as e:
+            except Exception as e:  # handed to the writer below, which ends the call with it
                 failure.append(e)
                 stream.close()
 
@@ -191,7 +191,10 @@ class WatchServicer(_Servicer):
                 try:
                     resp = await stream.recv()
                 except RaftKVError as e:
-                    await _abort(context, failure[0] if failure else e)
+                    cause = failure[0] if failure else e
+                    if isinstance(cause, RaftKVError):
+                        await _abort(context, cause)
+                    raise cause from e
                 yield convert.to_pb(resp)
         finally:
             reader.cancel()

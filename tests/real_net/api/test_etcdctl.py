@@ -242,3 +242,18 @@ def test_member_list_and_endpoint_commands_print_what_etcd_prints(pair: Pair) ->
     assert set(statuses[1]) == set(statuses[0])
     hashes = [t.normalize(t.run("endpoint", "hashkv").text) for t in pair.targets]
     assert all(re.fullmatch(r"<client>, \d+\n\n\[exit 0\]", h) for h in hashes), hashes
+
+
+def test_etcdctl_over_tls_with_client_certificates(tmp_path: Any) -> None:
+    from real_net.certs import ensure_certs
+    from real_net.grpc_server import ServerTLS
+
+    certs = ensure_certs(tmp_path, ["n1"])
+    tls = ServerTLS(certs.member("n1").cert, certs.member("n1").key, certs.ca, client_cert_auth=True)
+    with ServerThread(tls=tls) as s:
+        with_cert = ("--cacert", str(certs.ca), "--cert", str(certs.client.cert), "--key", str(certs.client.key))
+        assert etcdctl(s.endpoint, "put", "tls", "on", tls=with_cert).text == "OK\n\n[exit 0]"
+        assert etcdctl(s.endpoint, "get", "tls", tls=with_cert).text == "tls\non\n\n[exit 0]"
+        # --client-cert-auth: a client without a certificate signed by the CA gets nowhere.
+        refused = etcdctl(s.endpoint, "--command-timeout=2s", "get", "tls", tls=("--cacert", str(certs.ca)))
+        assert refused.returncode != 0 and "tls\non" not in refused.stdout
