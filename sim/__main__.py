@@ -25,6 +25,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "sim.cli:add_sweep",
     "sim.cli:add_replay",
     "sim.cli:add_bench",
+    "sim.figure16:add_figure16",
 )
 
 USAGE_ERROR = 3
