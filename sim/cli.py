@@ -35,10 +35,13 @@ HELP = {
     "check_quorum": "Raft CheckQuorum with leader lease (dissertation 6.2): true or false",
     "max_msg_bytes": "Raft's max_size_per_msg: bytes of entries per append message (one entry at least); "
     "a small value splits batches, which widens the window of the commit-old-term bug",
-    "workload": "client workload: register (get/put/delete/cas on a few keys with unique values)",
+    "workload": "client workload: register (get/put/delete/cas on a few keys with unique values), txn "
+    "(multi-key transactions), lock (etcd's mutex with fencing tokens)",
     "clients": "number of concurrent simulated clients",
     "rate": "client operations per simulated second, all clients together",
-    "keys": "register workload: number of keys the clients share",
+    "keys": "register and txn workloads: number of keys the clients share",
+    "lock_fencing": "lock workload: guard each write with the lock key's create revision (the fencing token); "
+    "false shows Jepsen's lost update when clients pause past their lease",
     "client_timeout": "seconds a client waits for an answer before recording the operation as info",
     "latency": "member-to-member one-way latency: constant:D | uniform:LO:HI | exponential:MIN:MEAN | "
     "lognormal:MEDIAN:SIGMA (seconds)",

@@ -46,6 +46,7 @@ Proc = Generator[Event, Any, None]
 Reply = Callable[[Any], None]  # receives a response dataclass or a RaftKVError
 
 CLUSTER_ID = 0x5A5A
+CLOSE_WATCH = object()  # queued in place of a request: the client closed this watch stream
 
 
 def peer_url(slot: int, incarnation: int = 0) -> str:
@@ -152,7 +153,8 @@ class SimCluster:
         self.checks = RunChecks()
         self.timeline = Timeline()
         self.tokens = itertools.count(1)
-        self.on_watch_responses: Callable[[Slot, tuple[tuple[Any, Any], ...]], None] | None = None
+        # Watch streams: stream token -> the client's handler of each WatchResponse.
+        self.watch_handlers: dict[Any, Callable[[Any], None]] = {}
         self.events_processed = 0
 
     # ----------------------------------------------------------- lifecycle
@@ -310,6 +312,40 @@ class SimCluster:
         ev.callbacks.append(lambda _ev: reply(outcome))
 
 
+    # ------------------------------------------------------------ watches
+
+    def watch(self, slot: Slot, stream: Any, request: Any, handler: Callable[[Any], None]) -> None:
+        """A client sends a watch request on `stream` (any hashable token of its own) to the
+        member in `slot`; `handler` gets every WatchResponse of the stream, after the
+        client-network delay. A member that crashes takes its streams with it silently:
+        clients need their own timeouts, as with etcd."""
+        self.watch_handlers[stream] = handler
+        delay = self.client_latency.sample(self.client_net_rng)
+        ev = self.env.timeout(delay)
+        ev.callbacks.append(lambda _ev: self._arrive_watch(slot, stream, request))
+
+    def _arrive_watch(self, slot: Slot, stream: Any, request: Any) -> None:
+        if slot.member is None:
+            return
+        slot.requests.append((stream, request))
+        self.poke_input(slot)
+
+    def close_watch(self, slot: Slot, stream: Any) -> None:
+        """The client is done with the stream (etcd: the gRPC Watch call ends)."""
+        self.watch_handlers.pop(stream, None)
+        if slot.member is not None:
+            slot.requests.append((stream, CLOSE_WATCH))
+            self.poke_input(slot)
+
+    def _watch_response(self, stream: Any, resp: Any) -> None:
+        handler = self.watch_handlers.get(stream)
+        if handler is None:
+            return
+        delay = self.client_latency.sample(self.client_net_rng)
+        ev = self.env.timeout(delay)
+        ev.callbacks.append(lambda _ev: handler(resp))
+
+
 def _timer(slot: Slot, at: float, _ev: Event) -> None:
     if slot.timer_at == at:
         slot.timer_at = -1.0
@@ -346,7 +382,10 @@ def member_driver(env: simpy.Environment, cluster: SimCluster, slot: Slot, stora
                     checks.conflict(env.now, slot, e)
             while requests:
                 token, req = requests.popleft()
-                member.submit(token, req, now)
+                if req is CLOSE_WATCH:
+                    member.close_watch_stream(token)
+                else:
+                    member.submit(token, req, now)
             while (rd := member.ready()) is not None:
                 yield from _handle_ready(env, cluster, slot, member, storage, rd)
                 member.advance(rd)
@@ -395,6 +434,5 @@ def _handle_ready(
         slot.disk.fsync()
     for token, outcome in rd.responses:
         cluster._respond(slot, token, outcome)
-    if rd.watch_responses and cluster.on_watch_responses is not None:
-        # The register workload has no watchers; a watch workload sets this hook.
-        cluster.on_watch_responses(slot, rd.watch_responses)
+    for stream, resp in rd.watch_responses:
+        cluster._watch_response(stream, resp)

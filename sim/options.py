@@ -31,6 +31,7 @@ class RunOptions:
     clients: int = 10
     rate: float = 100.0  # client operations per simulated second, all clients together
     keys: int = 3  # register workload: how many keys the clients share
+    lock_fencing: bool = True  # lock workload: writes carry the lock's create revision as a fencing token
     client_timeout: float = 1.0  # a client gives up (info) after this long
     latency: str = "lognormal:0.002:0.4"  # member <-> member one-way delay
     client_latency: str = "uniform:0.0005:0.002"  # client <-> member one-way delay

@@ -30,6 +30,11 @@ def write_outputs(result: RunResult, out: Path, plots: bool = True) -> dict[str,
         "schedule": out / "schedule.json",
     }
     write_history(result.history, paths["history"])
+    for name, recs in result.workload_files.items():
+        paths[name] = out / name
+        with open(paths[name], "w") as f:
+            for rec in recs:
+                f.write(json.dumps(rec, sort_keys=True) + "\n")
     paths["summary"].write_text(json.dumps(result.summary, indent=1, sort_keys=True) + "\n")
     opts = result.options.to_json()
     opts.pop("out", None)

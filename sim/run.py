@@ -47,6 +47,7 @@ class RunResult:
     linearizability: CheckResult | None
     workload_check: WorkloadCheck | None
     records: list[Any] = field(default_factory=list)
+    workload_files: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -91,6 +92,7 @@ def simulate(
     cluster = SimCluster(env, options)
     cluster.start()
     workload = make_workload(options.workload, options.keys)
+    workload.configure(options)
     ctx = ClientContext(
         env, cluster, options.seed, options.clients, options.rate, options.client_timeout, stop_at=options.duration
     )
@@ -123,7 +125,7 @@ def simulate(
 
     liveness = _liveness(cluster, probe, options)
     summary = _summary(options, cluster, nem, history, ctx, lin, wl, liveness, env, sim_wall, check_seconds)
-    return RunResult(options, events, history, summary, cluster, lin, wl, ctx.records)
+    return RunResult(options, events, history, summary, cluster, lin, wl, ctx.records, workload.files())
 
 
 SETTLE_ELECTION_TIMEOUTS = 10

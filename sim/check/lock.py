@@ -15,7 +15,8 @@ judges what each holder *did*. With tokens ordered by create revision, a
 guarded write under token t that took effect after a larger token t' was
 certainly granted happened while t no longer held the lock: a violation, the
 lost update. A write that was fenced off (the store refused it: status
-``fail``) did not happen and is fine. Also violations: two acquisitions with
+``fail``) did not happen and is fine; one whose outcome is unknown (``info``)
+proves nothing either way. Also violations: two acquisitions with
 the same token, tokens that go backwards in real time, a write under a token
 before that token was granted, and a write after its holder released.
 
@@ -138,8 +139,8 @@ def _check_one(lock: str, ops: list[LockOp]) -> list[Violation]:
             released_by.setdefault(op.token, op)
     tokens = sorted(in_force_by)
     for w in ops:
-        if w.op != "write" or w.status is Status.FAIL or w.token is None:
-            continue
+        if w.op != "write" or w.status is not Status.OK or w.token is None:
+            continue  # refused (fail) or unknown (info, it may never have happened): no evidence
         # The newest token certainly granted before this write was called.
         newer = [(t, in_force_by[t]) for t in tokens if t > w.token and in_force_by[t][0] < w.call]
         if newer:

@@ -12,10 +12,14 @@ linearizability check every kv history gets. Register a new one in
 from __future__ import annotations
 
 from sim.workloads.base import Invocation, Workload, WorkloadCheck
+from sim.workloads.lock import LockWorkload
 from sim.workloads.register import RegisterWorkload
+from sim.workloads.txn import TxnWorkload
 
 WORKLOADS: dict[str, type[Workload]] = {
     RegisterWorkload.name: RegisterWorkload,
+    TxnWorkload.name: TxnWorkload,
+    LockWorkload.name: LockWorkload,
 }
 
 

@@ -41,8 +41,16 @@ class Workload:
     def __init__(self, keys: int) -> None:
         self.keys = keys
 
+    def configure(self, options: Any) -> None:
+        """Read workload-specific run options (sim.options.RunOptions); most have none."""
+
     def next_invocation(self, rng: random.Random) -> Invocation:
         raise NotImplementedError
+
+    def files(self) -> dict[str, list[dict[str, Any]]]:
+        """Extra JSON Lines files the run writes next to history.jsonl (name -> records),
+        e.g. the lock workload's lock.jsonl for ``python -m sim check --kind lock``."""
+        return {}
 
     def spawn_clients(self, ctx: ClientContext) -> None:
         """Start the client actors; by default ``ctx.clients`` one-request-at-a-time kv clients."""

@@ -1,0 +1,102 @@
+"""Runs kv.recipes generators for simulated clients: requests to members, waits as watches.
+
+A recipe yields kv.api requests and ``WaitDelete``/``WaitChange`` (kv/recipes.py).
+``run_recipe`` sends each request to the client's member and feeds the answer
+back (an error is thrown into the recipe, which may handle it); a wait becomes
+a watch on the member from the revision after the one the recipe saw. A watch
+can die with its member, so every wait also re-checks with a plain read after
+``timeout`` and re-creates the watch if the condition still does not hold. A
+request that gets no answer in time ends the recipe with an unknown outcome,
+and the caller decides (recipes are written to be re-run safely).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Generator
+from typing import Any
+
+import simpy
+
+from kv import api, recipes
+from kv.errors import RaftKVError
+from sim.clients import request
+from sim.cluster import SimCluster
+
+Proc = Generator[simpy.events.Event, Any, Any]
+
+_streams = itertools.count(1)
+
+
+class Unanswered(Exception):
+    """A request of the recipe got no answer within the timeout: its outcome is unknown."""
+
+
+def run_recipe(
+    env: simpy.Environment, cluster: SimCluster, slot: int, recipe: recipes.Recipe[Any], timeout: float,
+    give_up_at: float,
+) -> Proc:
+    """Run `recipe` against the member in `slot`; its return value. Raises the RaftKVError the
+    recipe did not handle, or Unanswered."""
+    try:
+        op = next(recipe)
+        while True:
+            if isinstance(op, (recipes.WaitDelete, recipes.WaitChange)):
+                rev = yield from wait(env, cluster, slot, op, timeout, give_up_at)
+                op = recipe.send(rev)
+                continue
+            answered, outcome = yield from request(env, cluster, slot, op, timeout)
+            if not answered:
+                recipe.close()
+                raise Unanswered(type(op).__name__)
+            op = recipe.throw(outcome) if isinstance(outcome, RaftKVError) else recipe.send(outcome)
+    except StopIteration as done:
+        return done.value
+
+
+def wait(
+    env: simpy.Environment, cluster: SimCluster, slot: int, op: recipes.WaitDelete | recipes.WaitChange,
+    timeout: float, give_up_at: float,
+) -> Proc:
+    """Block until `op` happened; the revision it happened at (or the current one, when a
+    re-check found it done). Raises Unanswered at `give_up_at`."""
+    if isinstance(op, recipes.WaitDelete):
+        create = api.WatchCreateRequest(key=op.key, start_revision=op.revision + 1,
+                                        filters=(api.WatchFilterType.NOPUT,))
+    else:
+        create = api.WatchCreateRequest(key=op.key, range_end=op.range_end, start_revision=op.revision + 1)
+    while env.now < give_up_at:
+        stream = ("recipe-watch", next(_streams))
+        done = env.event()
+
+        def handler(resp: api.WatchResponse, done: simpy.Event = done) -> None:
+            if resp.events and not done.triggered:
+                done.succeed(resp.events[0].kv.mod_revision)
+            elif resp.canceled and not done.triggered:
+                done.succeed(None)  # compacted away: fall back to the re-check
+
+        cluster.watch(cluster.slots[slot], stream, create, handler)
+        yield done | env.timeout(min(timeout, max(0.0, give_up_at - env.now)))
+        cluster.close_watch(cluster.slots[slot], stream)
+        if done.triggered and done.value is not None:
+            return done.value
+        rev = yield from _recheck(env, cluster, slot, op, timeout)
+        if rev is not None:
+            return rev
+    raise Unanswered("wait")
+
+
+def _recheck(env: simpy.Environment, cluster: SimCluster, slot: int, op: Any, timeout: float) -> Proc:
+    """A linearizable read: the current revision if `op` has happened, else None."""
+    if isinstance(op, recipes.WaitDelete):
+        answered, got = yield from request(env, cluster, slot, api.RangeRequest(key=op.key), timeout)
+        if answered and isinstance(got, api.RangeResponse) and not got.kvs:
+            return got.header.revision
+        return None
+    answered, got = yield from request(env, cluster, slot, api.RangeRequest(key=op.key, range_end=op.range_end),
+                                       timeout)
+    # A deletion in the range leaves no trace in a read; the re-created watch replays it
+    # from history, so the read only has to catch what a compaction hid.
+    if answered and isinstance(got, api.RangeResponse) and any(kv.mod_revision > op.revision for kv in got.kvs):
+        return got.header.revision
+    return None
