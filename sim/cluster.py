@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import simpy
 
 from kv import api
+from kv.errors import ErrStopped
 from kv.raft.config import RaftConfig
 from kv.raft.log import CommittedEntryConflict
 from kv.raft.messages import Message, Role
@@ -155,6 +156,8 @@ class SimCluster:
         self.tokens = itertools.count(1)
         # Watch streams: stream token -> the client's handler of each WatchResponse.
         self.watch_handlers: dict[Any, Callable[[Any], None]] = {}
+        self._watch_last: dict[Any, float] = {}  # stream -> when its last response arrives
+        self._watch_slot: dict[Any, Slot] = {}  # stream -> the member it is open on
         self.events_processed = 0
 
     # ----------------------------------------------------------- lifecycle
@@ -193,6 +196,13 @@ class SimCluster:
             slot.resume.succeed()
         slot.resume = None
         slot.paused = False
+        # Its watch streams' connections are reset: each client hears it (after the
+        # network delay) as ErrStopped, as an etcd client sees its stream end.
+        for stream in [s for s, at in self._watch_slot.items() if at is slot]:
+            handler = self.watch_handlers.get(stream)
+            if handler is not None:
+                self._watch_response(stream, ErrStopped())
+            del self._watch_slot[stream]
         self.timeline.member_down(self.env.now, slot)
         return True
 
@@ -317,9 +327,10 @@ class SimCluster:
     def watch(self, slot: Slot, stream: Any, request: Any, handler: Callable[[Any], None]) -> None:
         """A client sends a watch request on `stream` (any hashable token of its own) to the
         member in `slot`; `handler` gets every WatchResponse of the stream, after the
-        client-network delay. A member that crashes takes its streams with it silently:
-        clients need their own timeouts, as with etcd."""
+        client-network delay, and ErrStopped if the member crashes (the connection is
+        reset). A paused or cut-off member just goes quiet: clients need timeouts."""
         self.watch_handlers[stream] = handler
+        self._watch_slot[stream] = slot
         delay = self.client_latency.sample(self.client_net_rng)
         ev = self.env.timeout(delay)
         ev.callbacks.append(lambda _ev: self._arrive_watch(slot, stream, request))
@@ -333,6 +344,8 @@ class SimCluster:
     def close_watch(self, slot: Slot, stream: Any) -> None:
         """The client is done with the stream (etcd: the gRPC Watch call ends)."""
         self.watch_handlers.pop(stream, None)
+        self._watch_last.pop(stream, None)
+        self._watch_slot.pop(stream, None)
         if slot.member is not None:
             slot.requests.append((stream, CLOSE_WATCH))
             self.poke_input(slot)
@@ -341,9 +354,15 @@ class SimCluster:
         handler = self.watch_handlers.get(stream)
         if handler is None:
             return
-        delay = self.client_latency.sample(self.client_net_rng)
-        ev = self.env.timeout(delay)
-        ev.callbacks.append(lambda _ev: handler(resp))
+        # One stream is one connection: its responses arrive in the order they were sent.
+        at = max(self.env.now + self.client_latency.sample(self.client_net_rng), self._watch_last.get(stream, 0.0))
+        self._watch_last[stream] = at
+        ev = self.env.timeout(at - self.env.now)
+        ev.callbacks.append(lambda _ev: self._deliver_watch(stream, handler, resp))
+
+    def _deliver_watch(self, stream: Any, handler: Callable[[Any], None], resp: Any) -> None:
+        if self.watch_handlers.get(stream) is handler:
+            handler(resp)
 
 
 def _timer(slot: Slot, at: float, _ev: Event) -> None:

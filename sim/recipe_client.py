@@ -69,8 +69,11 @@ def wait(
         stream = ("recipe-watch", next(_streams))
         done = env.event()
 
-        def handler(resp: api.WatchResponse, done: simpy.Event = done) -> None:
-            if resp.events and not done.triggered:
+        def handler(resp: api.WatchResponse | RaftKVError, done: simpy.Event = done) -> None:
+            if isinstance(resp, RaftKVError):
+                if not done.triggered:
+                    done.succeed(None)  # the member crashed: re-check and watch again
+            elif resp.events and not done.triggered:
                 done.succeed(resp.events[0].kv.mod_revision)
             elif resp.canceled and not done.triggered:
                 done.succeed(None)  # compacted away: fall back to the re-check

@@ -15,11 +15,13 @@ from sim.workloads.base import Invocation, Workload, WorkloadCheck
 from sim.workloads.lock import LockWorkload
 from sim.workloads.register import RegisterWorkload
 from sim.workloads.txn import TxnWorkload
+from sim.workloads.watch import WatchWorkload
 
 WORKLOADS: dict[str, type[Workload]] = {
     RegisterWorkload.name: RegisterWorkload,
     TxnWorkload.name: TxnWorkload,
     LockWorkload.name: LockWorkload,
+    WatchWorkload.name: WatchWorkload,
 }
 
 

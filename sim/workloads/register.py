@@ -37,9 +37,10 @@ class RegisterWorkload(Workload):
         self.values = itertools.count(1)
         self.recent: dict[str, list[str]] = {}  # key -> values recently written (cas expectations)
         self._ops = [op for op, w in MIX for _ in range(w)]
+        self.prefix = ""  # key names are f"{prefix}k<n>"
 
     def next_invocation(self, rng: random.Random) -> Invocation:
-        key = f"k{rng.randrange(self.keys)}"
+        key = f"{self.prefix}k{rng.randrange(self.keys)}"
         kb = key.encode()
         op = rng.choice(self._ops)
         if op == "get":

@@ -40,3 +40,20 @@ def test_lock_fencing_prevents_the_lost_update_that_a_paused_holder_causes_witho
         records = r.workload_files["lock.jsonl"]
         assert any(rec["op"] == "acquire" and rec["status"] == "ok" for rec in records)
         json.dumps(records)  # the file is plain JSON Lines
+
+
+def test_watch_streams_match_the_committed_history_across_resumes() -> None:
+    r = simulate(SHORT.with_(workload="watch", nemesis="partition,kill,pause", seed=2))
+    assert r.ok, r.summary["failures"]
+    records = r.workload_files["watch.jsonl"]
+    assert any(rec["record"] == "commit" for rec in records)
+    assert any(rec.get("resumes") for rec in records if rec["record"] == "response")  # streams were resumed
+
+
+def test_watch_workload_catches_watch_skip_and_the_same_seeds_pass_without_it() -> None:
+    opts = SHORT.with_(workload="watch", nemesis="partition,kill,pause")
+    found = next((s for s in range(1, 51) if not simulate(opts.with_(seed=s, bugs=("watch-skip",))).ok), None)
+    assert found is not None, "watch-skip not caught in 50 seeds"
+    for s in range(1, found + 1):
+        r = simulate(opts.with_(seed=s))
+        assert r.ok, (s, r.summary["failures"])

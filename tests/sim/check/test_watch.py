@@ -93,6 +93,14 @@ def test_resumed_watch_that_skips_a_revision_is_a_violation() -> None:
     assert any("skipped" in v.reason for v in result.violations)
 
 
+def test_resuming_past_revisions_that_changed_nothing_watched_is_no_loss() -> None:
+    # Watcher 1 watches only "a"; revision 3 changed "b". A progress notification may carry
+    # it past 3, so resuming at 4 after seeing 2 skips nothing it watches.
+    first = [resp(1, [ev("a", 2)], range_end=None)]
+    second = [resp(2, [ev("a", 4, "w", create=2, version=2)], start=4, resumes=1, range_end=None)]
+    assert check_watch([*COMMITS, *first, *second]).verdict is Verdict.OK
+
+
 def test_bad_watch_lines_name_the_line() -> None:
     with pytest.raises(HistoryError, match="line 2: event type must be PUT or DELETE"):
         check_watch([COMMITS[0], resp(1, [{**ev("a", 2), "type": "POST"}])])
