@@ -154,14 +154,18 @@ PAPER_BROADCAST_MS = 15.0
 
 
 @dataclass(frozen=True, slots=True)
-class Network:
-    """What a message costs: its one-way latency, after a disk write if its Ready must be durable."""
+class Conditions:
+    """Everything a trial depends on besides its range, seed and number."""
 
-    latency: Latency = field(default_factory=lambda: Latency.parse(DEFAULT_LATENCY))
-    disk: Latency | None = None
+    latency: Latency = field(default_factory=lambda: Latency.parse(DEFAULT_LATENCY))  # one way, per message
+    disk: Latency | None = None  # a write before a Ready that must be durable is sent
+    equal_logs: bool = False  # every follower holds the whole log: no survivor is ineligible
+    max_downtime: float = DEFAULT_MAX_DOWNTIME  # give up on a trial after this many simulated seconds
 
     def spec(self) -> str:
-        return f"latency={self.latency.spec()} disk={self.disk.spec() if self.disk else 'none'}"
+        disk = self.disk.spec() if self.disk else "none"
+        logs = "equal" if self.equal_logs else "different"
+        return f"latency={self.latency.spec()} disk={disk} logs={logs} max-downtime={self.max_downtime:g}s"
 
     def broadcast_time(self, seed: int, samples: int = 20_000) -> float:
         """Mean seconds to send to the four others and hear back from all (round trip plus disk write)."""
@@ -203,21 +207,23 @@ class Figure16Trial:
     time, fed the message, and its Readies are drained (persist, send, advance).
     """
 
-    def __init__(self, timeout: TimeoutRange, network: Network, seed: int, index: int, attempt: int = 0,
-                 max_downtime: float = DEFAULT_MAX_DOWNTIME) -> None:
+    def __init__(self, timeout: TimeoutRange, conditions: Conditions, seed: int, index: int,
+                 attempt: int = 0) -> None:
         names = ("figure16", timeout.label, index, attempt)
         self.timeout = timeout
         self.heartbeat = timeout.min_ms / 2000
-        self.max_downtime = max_downtime
+        self.max_downtime = conditions.max_downtime
         self.index = index
         self.attempt = attempt
-        self.latency = network.latency
-        self.disk = network.disk
+        self.latency = conditions.latency
+        self.disk = conditions.disk
         self.net_rng = child_rng(seed, *names, "network")
         self.disk_rng = child_rng(seed, *names, "disk")
         plan = child_rng(seed, *names, "plan")
         extra = list(FOLLOWER_EXTRA_ENTRIES)
         plan.shuffle(extra)
+        if conditions.equal_logs:
+            extra = [max(extra)] * len(extra)
         self.extra_entries: dict[int, int] = dict(zip((i for i in IDS if i != FIRST_LEADER), extra))
         self.crash_offset = plan.uniform(0.0, self.heartbeat)
         self.now = 0.0
@@ -386,36 +392,34 @@ class Figure16Trial:
         )
 
 
-def run_trial(timeout: TimeoutRange, network: Network, seed: int, index: int,
-              max_downtime: float = DEFAULT_MAX_DOWNTIME) -> TrialResult:
+def run_trial(timeout: TimeoutRange, conditions: Conditions, seed: int, index: int) -> TrialResult:
     """One trial; set up again from a derived seed if an election disturbed the set-up."""
     for attempt in range(MAX_SETUP_ATTEMPTS):
         try:
-            return Figure16Trial(timeout, network, seed, index, attempt, max_downtime).run()
+            return Figure16Trial(timeout, conditions, seed, index, attempt).run()
         except SetupDisturbed:
             continue
     raise Figure16Error(
         f"range {timeout.label}: {MAX_SETUP_ATTEMPTS} set-ups in a row saw an election before the crash; "
-        f"{network.spec()} is too slow for this election timeout"
+        f"latency {conditions.latency.spec()} is too slow for this election timeout"
     )
 
 
 # ------------------------------------------------------------- many trials
 
 
-def _run_chunk(task: tuple[TimeoutRange, Network, int, int, int, float]) -> tuple[str, list[TrialResult]]:
-    timeout, network, seed, start, stop, max_downtime = task
-    return timeout.label, [run_trial(timeout, network, seed, i, max_downtime) for i in range(start, stop)]
+def _run_chunk(task: tuple[TimeoutRange, Conditions, int, int, int]) -> tuple[str, list[TrialResult]]:
+    timeout, conditions, seed, start, stop = task
+    return timeout.label, [run_trial(timeout, conditions, seed, i) for i in range(start, stop)]
 
 
-def run_ranges(ranges: Sequence[TimeoutRange], trials: Callable[[TimeoutRange], int], network: Network,
-               seed: int, jobs: int = 1, max_downtime: float = DEFAULT_MAX_DOWNTIME,
-               progress: bool = False) -> dict[str, list[TrialResult]]:
+def run_ranges(ranges: Sequence[TimeoutRange], trials: Callable[[TimeoutRange], int], conditions: Conditions,
+               seed: int, jobs: int = 1, progress: bool = False) -> dict[str, list[TrialResult]]:
     """Every range's trials, in trial order; the same for any `jobs`."""
     tasks = []
     for r in sorted(ranges, key=lambda r: not r.no_randomness):  # the long ones first
         n, chunk = trials(r), (1 if r.no_randomness else CHUNK)
-        tasks += [(r, network, seed, s, min(s + chunk, n), max_downtime) for s in range(0, n, chunk)]
+        tasks += [(r, conditions, seed, s, min(s + chunk, n)) for s in range(0, n, chunk)]
     out: dict[str, list[TrialResult]] = {r.label: [] for r in ranges}
     from tqdm import tqdm
 
@@ -572,6 +576,9 @@ def add_figure16(subparsers: Any) -> None:
                    help="disk write before a node sends what must be durable (a new term or vote, entries), "
                    "same syntax, or 'none' (default none); e.g. --latency uniform:0.0002:0.0006 --disk "
                    "uniform:0.012:0.016 is the dissertation's 'network round trip plus disk write' of 15 ms")
+    p.add_argument("--equal-logs", action="store_true",
+                   help="give every follower the whole log, so that every survivor can win (the paper's logs "
+                   "differ: two of the four survivors cannot); shows what the log comparison costs")
     p.add_argument("--max-downtime", type=_positive_float, default=DEFAULT_MAX_DOWNTIME, metavar="S",
                    help="give up on a trial after S simulated seconds without a known leader; it counts as S "
                    f"(default {DEFAULT_MAX_DOWNTIME:g})")
@@ -586,15 +593,14 @@ def cmd_figure16(args: argparse.Namespace) -> int:
     def trials(r: TimeoutRange) -> int:
         return fixed if r.no_randomness else int(args.trials)
 
-    network = Network(args.latency, args.disk)
-    bcast = network.broadcast_time(args.seed) * 1000
-    print(f"figure16 seed={args.seed} trials={args.trials} fixed-trials={fixed} {network.spec()} "
-          f"(broadcast ~{bcast:.1f} ms; paper ~{PAPER_BROADCAST_MS:g} ms) heartbeat=min/2 "
-          f"max-downtime={args.max_downtime:g}s jobs={args.jobs} ranges={','.join(r.label for r in ranges)}")
+    conditions = Conditions(args.latency, args.disk, args.equal_logs, args.max_downtime)
+    bcast = conditions.broadcast_time(args.seed) * 1000
+    print(f"figure16 seed={args.seed} trials={args.trials} fixed-trials={fixed} {conditions.spec()} "
+          f"(broadcast ~{bcast:.1f} ms; paper ~{PAPER_BROADCAST_MS:g} ms) heartbeat=min/2 jobs={args.jobs} "
+          f"ranges={','.join(r.label for r in ranges)}")
     started = time.monotonic()
     try:
-        results = run_ranges(ranges, trials, network, args.seed, args.jobs, args.max_downtime,
-                             progress=not args.no_progress)
+        results = run_ranges(ranges, trials, conditions, args.seed, args.jobs, progress=not args.no_progress)
     except Figure16Error as e:
         print(f"figure16: {e}", file=sys.stderr)
         return 1
@@ -611,6 +617,6 @@ def cmd_figure16(args: argparse.Namespace) -> int:
     (out / "figure16.json").write_text(json.dumps(summary_json(summaries), indent=2) + "\n")
     from sim.figure16_plot import plot_figure16
 
-    plot_figure16(summaries, out / "figure16.png", subtitle=f"seed {args.seed}, {network.spec()}")
+    plot_figure16(summaries, out / "figure16.png", subtitle=f"seed {args.seed}, {conditions.spec()}")
     print(f"wrote {out / 'figure16.json'} and {out / 'figure16.png'}; {elapsed:.1f} s")
     return 0

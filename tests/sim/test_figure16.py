@@ -19,9 +19,9 @@ from sim.distributions import Latency
 from sim.figure16 import (
     FIGURE_RANGES,
     FIRST_LEADER,
+    Conditions,
     PAPER_STATEMENTS,
     Figure16Trial,
-    Network,
     TimeoutRange,
     run_ranges,
     run_trial,
@@ -29,7 +29,7 @@ from sim.figure16 import (
     summary_json,
 )
 
-NET = Network()  # the default: broadcast time about 15 ms, no disk
+NET = Conditions()  # the default: broadcast time about 15 ms, no disk, logs of different lengths
 REQUIRED = ("trials", "median_ms", "mean_ms", "p99_ms", "max_ms")
 
 
@@ -60,6 +60,12 @@ def test_only_the_two_longest_surviving_logs_ever_win() -> None:
     assert set(winners) == {2, 3}
 
 
+def test_with_equal_logs_every_survivor_can_win() -> None:
+    equal = Conditions(equal_logs=True)
+    winners = {run_trial(TimeoutRange(150, 300), equal, seed=5, index=i).winner for i in range(40)}
+    assert winners == {2, 3, 4, 5}
+
+
 @pytest.mark.parametrize("label", ["12-24", "25-50", "150-155", "150-300"])
 def test_downtime_is_at_least_half_the_minimum_timeout_plus_four_one_way_delays(label: str) -> None:
     # The synchronized heartbeat (sent at most one heartbeat interval, min/2, before the crash)
@@ -87,7 +93,7 @@ def test_no_randomness_is_slower_than_the_recommended_150_300() -> None:
 
 
 def test_a_trial_without_a_leader_in_time_is_counted_at_the_cap() -> None:
-    r = run_trial(TimeoutRange(150, 150), NET, seed=1, index=0, max_downtime=0.05)
+    r = run_trial(TimeoutRange(150, 150), Conditions(max_downtime=0.05), seed=1, index=0)
     assert r.censored and r.winner == 0
     assert r.downtime == pytest.approx(0.05)
 
@@ -112,7 +118,7 @@ def test_with_a_disk_a_candidate_and_its_voters_persist_before_they_send() -> No
     # Ready's contract, persist then send: the candidate's RequestVote leaves after its
     # term and vote are on disk, the vote after the voter's. Both add to the bound above.
     latency, disk = Latency.parse("uniform:0.0002:0.0006"), Latency.parse("uniform:0.001:0.003")
-    lan_and_disk, lan = Network(latency, disk), Network(latency, None)
+    lan_and_disk, lan = Conditions(latency, disk), Conditions(latency, None)
     assert lan_and_disk.broadcast_time(seed=1) >= lan.broadcast_time(seed=1) + disk.a
     timeout = TimeoutRange(150, 300)
     results = [run_trial(timeout, lan_and_disk, seed=1, index=i) for i in range(30)]
@@ -153,7 +159,7 @@ def test_help_explains_every_option(capsys: pytest.CaptureFixture[str]) -> None:
     assert sim_main(["figure16", "--help"]) == 0
     text = capsys.readouterr().out
     for option in ("--trials", "--fixed-trials", "--out", "--seed", "--jobs", "--ranges", "--latency", "--disk",
-                   "--max-downtime", "--no-progress"):
+                   "--equal-logs", "--max-downtime", "--no-progress"):
         assert option in text
     assert "150-150,150-151" in text  # the default ranges are listed
 
