@@ -73,6 +73,7 @@ class MemberNode:
         self._tokens = itertools.count(1)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._publisher: asyncio.Task[None] | None = None
         self._stopped = False
         self.unreachable: set[int] = set()
         self._snapshot_reports: list[tuple[int, bool]] = []
@@ -85,13 +86,17 @@ class MemberNode:
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"member-{self.member.id:x}")
         # Publish name and client URLs once a leader takes them (etcd publishes on start).
-        asyncio.get_running_loop().create_task(self._publish())
+        # The task is kept: the loop holds only a weak reference to a task.
+        self._publisher = asyncio.get_running_loop().create_task(self._publish())
 
     async def stop(self) -> None:
         """Stop driving the member; pending requests fail with ErrStopped. The storage stays
         open (the owner closes it) so a stop can never lose an acknowledged write."""
         self._stopped = True
         self._wake.set()
+        if self._publisher is not None:
+            self._publisher.cancel()
+            await asyncio.gather(self._publisher, return_exceptions=True)
         if self._task is not None:
             try:
                 await self._task

@@ -32,19 +32,31 @@ Why it is shaped like this (etcd's ``rafthttp`` is the model; facts, not code):
 * **Mutual TLS.** The server context must require a certificate signed by the
   cluster CA (``real_net.certs.peer_server_context``): a peer without one never
   gets a message through. ``None`` contexts mean plain TCP, for tests only.
+* **Membership for joiners.** A member started with etcd's
+  ``--initial-cluster-state=existing`` knows only its peers' URLs, not its own
+  member ID nor the cluster ID (MemberAdd chose them). etcd asks a peer's
+  ``/members`` endpoint; here the first frame may instead be a membership query,
+  answered with one JSON frame (cluster ID and members, from the ``membership``
+  callback) before the connection closes: ``fetch_membership``.
+* **Removed members are told so.** A member that was removed from the cluster
+  may never apply its own removal (the leader stops replicating to it). As
+  etcd answers such a peer's streams with "410 Gone", a hello from a member the
+  ``is_removed`` callback names is answered with a removed notice, and the
+  dialing side calls ``on_removed`` so its member can shut down.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import ssl
 import struct
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from kv import codec
+from kv import api, codec
 from kv.errors import CorruptRecord
 from kv.raft.messages import Message, MessageType
 
@@ -54,10 +66,14 @@ Address = tuple[str, int]
 OnMessage = Callable[[Message], None]
 OnUnreachable = Callable[[int], None]
 OnSnapshotStatus = Callable[[int, bool], None]  # (peer id, failed)
+MembershipSource = Callable[[], tuple[int, Sequence[api.Member]]]  # (cluster id, members)
 
 PROTOCOL_VERSION = 1
 _MAGIC = b"RKVP"
 _HELLO = struct.Struct(">4sHQQQ")  # magic, protocol version, cluster id, from member, to member
+_QUERY_MAGIC = b"RKVM"
+_QUERY = struct.Struct(">4sH")  # magic, protocol version: "send me the membership"
+_REMOVED = b"RKVR removed"  # the answer to a hello from a member removed from the cluster
 _LENGTH = struct.Struct(">I")
 MAX_FRAME = 1 << 30  # a frame announcing more is garbage, not a snapshot
 CHUNK = 1 << 20  # large batches are written in pieces of this size, draining between them
@@ -102,6 +118,51 @@ def encode_hello(cluster_id: int, from_id: int, to_id: int) -> bytes:
     return codec.frame(_HELLO.pack(_MAGIC, PROTOCOL_VERSION, cluster_id, from_id, to_id))
 
 
+def encode_membership_query() -> bytes:
+    return codec.frame(_QUERY.pack(_QUERY_MAGIC, PROTOCOL_VERSION))
+
+
+def encode_membership(cluster_id: int, members: Sequence[api.Member]) -> bytes:
+    body = {
+        "cluster_id": cluster_id,
+        "members": [
+            {"id": m.ID, "name": m.name, "peer_urls": list(m.peer_urls), "client_urls": list(m.client_urls),
+             "is_learner": m.is_learner}
+            for m in members
+        ],
+    }  # fmt: skip
+    return json.dumps(body).encode()
+
+
+def decode_membership(payload: bytes) -> tuple[int, tuple[api.Member, ...]]:
+    try:
+        body = json.loads(payload)
+        members = tuple(
+            api.Member(ID=int(m["id"]), name=str(m["name"]), peer_urls=tuple(map(str, m["peer_urls"])),
+                       client_urls=tuple(map(str, m["client_urls"])), is_learner=bool(m["is_learner"]))
+            for m in body["members"]
+        )  # fmt: skip
+        return int(body["cluster_id"]), members
+    except (ValueError, KeyError, TypeError) as e:
+        raise CorruptRecord(f"malformed membership answer: {e!r}") from None
+
+
+async def fetch_membership(
+    address: Address, client_ssl: ssl.SSLContext | None, timeout: float = 5.0
+) -> tuple[int, tuple[api.Member, ...]]:
+    """Ask the member listening for peers at `address` for the cluster ID and membership
+    (what a member joining a running cluster needs first). Raises OSError, TimeoutError
+    or CorruptRecord when that peer cannot answer."""
+    async with asyncio.timeout(timeout):
+        reader, writer = await asyncio.open_connection(*address, ssl=client_ssl)
+        try:
+            writer.write(encode_membership_query())
+            await writer.drain()
+            return decode_membership(await read_frame(reader))
+        finally:
+            writer.transport.abort()
+
+
 async def read_frame(reader: asyncio.StreamReader, max_frame: int = MAX_FRAME) -> bytes:
     """One frame's payload. CorruptRecord for an oversized or CRC-failing frame."""
     header = await reader.readexactly(codec.HEADER_SIZE)
@@ -130,6 +191,9 @@ class Transport:
         on_message: OnMessage,
         on_unreachable: OnUnreachable | None = None,
         on_snapshot_status: OnSnapshotStatus | None = None,
+        on_removed: Callable[[], None] | None = None,
+        membership: MembershipSource | None = None,
+        is_removed: Callable[[int], bool] | None = None,
         listen: Address | None = None,
         cluster_id: int = 0,
         backoff_min: float = 0.05,
@@ -146,6 +210,9 @@ class Transport:
         self.on_message = on_message
         self.on_unreachable = on_unreachable
         self.on_snapshot_status = on_snapshot_status
+        self.on_removed = on_removed
+        self.membership = membership
+        self.is_removed = is_removed
         self.listen = listen if listen is not None else peers.get(member_id)
         self.cluster_id = cluster_id
         self.backoff_min = backoff_min
@@ -297,8 +364,9 @@ class Transport:
             backoff = min(backoff * 2, self.backoff_max)
 
     async def _stream(self, peer: _Peer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        # The remote never writes on this connection: a read returning means it closed or failed.
-        closed = asyncio.ensure_future(reader.read(1))
+        # The remote writes on this connection only to say this member was removed; any
+        # other end of this read means the connection closed or failed.
+        closed = asyncio.ensure_future(self._read_notice(reader))
         try:
             writer.write(encode_hello(self.cluster_id, self.member_id, peer.id))
             await writer.drain()
@@ -310,7 +378,13 @@ class Transport:
                 finally:
                     waker.cancel()
                 if closed.done():
-                    log.info("member %d: peer %d closed the connection", self.member_id, peer.id)
+                    if not closed.cancelled() and closed.exception() is None and closed.result():
+                        log.error("member %d: peer %d says this member was removed from the cluster",
+                                  self.member_id, peer.id)  # fmt: skip
+                        if self.on_removed is not None:
+                            self.on_removed()
+                    else:
+                        log.info("member %d: peer %d closed the connection", self.member_id, peer.id)
                     return
                 peer.wake.clear()
                 batch, peer.queue, peer.queued_bytes = peer.queue, [], 0
@@ -330,6 +404,13 @@ class Transport:
             if not closed.cancelled():
                 closed.exception()  # retrieved, so asyncio does not report it as never retrieved
             writer.transport.abort()
+
+    async def _read_notice(self, reader: asyncio.StreamReader) -> bool:
+        """True if the peer sent the removed notice, False when the connection ends otherwise."""
+        try:
+            return await read_frame(reader, len(_REMOVED)) == _REMOVED
+        except (*_NETWORK_ERRORS, CorruptRecord):
+            return False
 
     async def _write_batch(self, peer: _Peer, writer: asyncio.StreamWriter, batch: list[Message]) -> None:
         data = b"".join(codec.frame(codec.encode_message(m)) for m in batch)
@@ -368,7 +449,19 @@ class Transport:
         self._inbound_tasks.add(task)
         peername = writer.get_extra_info("peername")
         try:
-            from_id = self._check_hello(await read_frame(reader, self.max_frame))
+            first = await read_frame(reader, self.max_frame)
+            if self._is_membership_query(first):
+                if self.membership is None:
+                    raise CorruptRecord("membership query, but this member has no membership to tell")
+                writer.write(codec.frame(encode_membership(*self.membership())))
+                await writer.drain()
+                return
+            from_id = self._check_hello(first)
+            if self.is_removed is not None and self.is_removed(from_id):
+                log.warning("member %d: refused member %x: it was removed from the cluster", self.member_id, from_id)
+                writer.write(codec.frame(_REMOVED))
+                await writer.drain()
+                return
             while True:
                 m = codec.decode_message(await read_frame(reader, self.max_frame))
                 if m.from_ != from_id or m.to != self.member_id:
@@ -387,6 +480,15 @@ class Transport:
             self._inbound.discard(writer)
             self._inbound_tasks.discard(task)
             writer.transport.abort()
+
+    @staticmethod
+    def _is_membership_query(payload: bytes) -> bool:
+        if len(payload) != _QUERY.size or payload[:4] != _QUERY_MAGIC:
+            return False
+        _, version = _QUERY.unpack(payload)
+        if version != PROTOCOL_VERSION:
+            raise CorruptRecord(f"peer speaks protocol version {version}, this member {PROTOCOL_VERSION}")
+        return True
 
     def _check_hello(self, payload: bytes) -> int:
         if len(payload) != _HELLO.size:
