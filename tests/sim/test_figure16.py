@@ -89,7 +89,7 @@ def test_no_randomness_is_slower_than_the_recommended_150_300() -> None:
     results = run_ranges([TimeoutRange(150, 150), TimeoutRange(150, 300)], lambda r: 30, NET, seed=4)
     fixed, wide = summarize(results["150-150"]), summarize(results["150-300"])
     assert fixed.median_ms > 1.5 * wide.median_ms
-    assert fixed.split_vote_trials == fixed.trials  # identical timeouts: the first election always splits
+    assert fixed.split_vote_trials >= 0.9 * fixed.trials  # identical timeouts: elections nearly always split
 
 
 def test_a_trial_without_a_leader_in_time_is_counted_at_the_cap() -> None:
