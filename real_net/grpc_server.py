@@ -414,6 +414,18 @@ async def start_server(
 ) -> ClientAPIServer:
     """Serve etcd's v3 API for `backend` on host:port (0 = an ephemeral port) on the
     running event loop; with `tls`, only over TLS. Raises OSError if it cannot bind."""
+    server = build_server(backend, max_request_bytes=max_request_bytes, max_txn_ops=max_txn_ops)
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    bound = add_port(server, address, tls)
+    await server.start()
+    return ClientAPIServer(server, host, bound, tls is not None)
+
+
+def build_server(
+    backend: Backend, *, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES, max_txn_ops: int = DEFAULT_MAX_TXN_OPS
+) -> aio.Server:
+    """A grpc.aio server with every etcd v3 service over `backend`, not yet listening
+    (real_net/client_port.py puts it behind the shared client port)."""
     options = [
         ("grpc.max_receive_message_length", max_request_bytes + GRPC_OVERHEAD_BYTES),
         ("grpc.max_send_message_length", 2**31 - 1),
@@ -431,7 +443,12 @@ async def start_server(
     pb_grpc.add_ClusterServicer_to_server(ClusterServicer(*args), server)
     pb_grpc.add_MaintenanceServicer_to_server(MaintenanceServicer(*args), server)
     pb_grpc.add_AuthServicer_to_server(AuthServicer(*args), server)
-    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return server
+
+
+def add_port(server: aio.Server, address: str, tls: ServerTLS | None) -> int:
+    """Listen on `address` (host:port or unix:PATH), over TLS if `tls`; the bound port
+    (for unix: a non-zero number). Raises OSError if it cannot bind."""
     try:
         if tls is None:
             bound = server.add_insecure_port(address)
@@ -441,5 +458,4 @@ async def start_server(
         raise OSError(f"cannot listen on {address}: {e}") from None
     if bound == 0:
         raise OSError(f"cannot listen on {address}")
-    await server.start()
-    return ClientAPIServer(server, host, bound, tls is not None)
+    return int(bound)
