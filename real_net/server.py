@@ -381,6 +381,10 @@ class MemberServer:
             is_removed=lambda peer: peer in member.sm.removed,
             listen=(peer_host, peer_port),
             cluster_id=identity.cluster_id,
+            # A restarted peer is redialed within half a second (a LAN dial is cheap), so it
+            # hears from the leader before its election timeout (etcd redials every 100 ms).
+            backoff_min=0.05,
+            backoff_max=0.5,
         )
         self.transport = transport
         node.transport = transport

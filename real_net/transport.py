@@ -457,13 +457,20 @@ class Transport:
                 await writer.drain()
                 return
             from_id = self._check_hello(first)
-            if self.is_removed is not None and self.is_removed(from_id):
-                log.warning("member %d: refused member %x: it was removed from the cluster", self.member_id, from_id)
-                writer.write(codec.frame(_REMOVED))
-                await writer.drain()
-                return
+            frame: bytes | None = None
             while True:
-                m = codec.decode_message(await read_frame(reader, self.max_frame))
+                # Checked on every message, not only at the hello: a member removed while
+                # connected keeps its connections and must still be told.
+                if self.is_removed is not None and self.is_removed(from_id):
+                    log.warning("member %d: refused member %x: it was removed from the cluster", self.member_id, from_id)
+                    writer.write(codec.frame(_REMOVED))
+                    await writer.drain()
+                    return
+                if frame is None:
+                    frame = await read_frame(reader, self.max_frame)
+                    continue  # check again: the removal may have applied while we waited
+                m = codec.decode_message(frame)
+                frame = None
                 if m.from_ != from_id or m.to != self.member_id:
                     raise CorruptRecord(
                         f"message from {m.from_} to {m.to} on the stream from {from_id} to {self.member_id}"

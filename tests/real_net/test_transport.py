@@ -362,3 +362,43 @@ def test_remove_peer_stops_its_stream_and_add_peer_starts_one(cluster_certs: cer
 def test_member_id_zero_is_refused(cluster_certs: certs.CertPaths) -> None:
     with pytest.raises(ValueError, match="member_id"):
         Transport(0, {}, server_ssl=None, client_ssl=None, on_message=lambda m: None)
+
+
+def test_a_membership_query_is_answered_with_the_cluster_id_and_members(cluster_certs: certs.CertPaths) -> None:
+    from kv import api
+    from real_net.transport import fetch_membership
+
+    listed = (api.Member(ID=1, name="n1", peer_urls=("https://127.0.0.1:1",), client_urls=("https://x:2",)),
+              api.Member(ID=7, peer_urls=("https://127.0.0.1:3",), is_learner=True))  # fmt: skip
+
+    async def main() -> None:
+        m = Member(1, cluster_certs)
+        m.transport.membership = lambda: (0xC1, listed)
+        await m.transport.start()
+        try:
+            client_ssl = certs.member_peer_client_context(cluster_certs, "n2")
+            assert await fetch_membership(("127.0.0.1", m.port), client_ssl) == (0xC1, listed)
+        finally:
+            await m.transport.close()
+
+    run_clean(main)
+
+
+def test_a_removed_member_is_told_so_even_on_a_connection_it_already_had(cluster_certs: certs.CertPaths) -> None:
+    async def main() -> None:
+        members = await start_cluster(cluster_certs, (1, 2))
+        removed: set[int] = set()
+        told: list[int] = []
+        members[1].transport.is_removed = removed.__contains__
+        members[2].transport.on_removed = lambda: told.append(2)
+        try:
+            members[2].transport.send([heartbeat(2, 1, 0)])
+            await until(lambda: len(members[1].received[2]) == 1)
+            removed.add(2)  # member 1 applies member 2's removal while they are connected
+            members[2].transport.send([heartbeat(2, 1, 1)])
+            await until(lambda: bool(told))
+            assert len(members[1].received[2]) == 1, "nothing from a removed member is delivered"
+        finally:
+            await close_all(members)
+
+    run_clean(main)
