@@ -5,7 +5,9 @@ Why processes and not tasks: each member must be killable on its own
 dir, so the launcher runs every member as the same ``python -m real_net
 serve`` a user would run on a real machine and records that command line in
 ``cluster.json`` (``argv``) for fault-injection tools. The launcher does not
-restart a member that dies: that member belongs to whoever killed it.
+restart a member that dies: that member belongs to whoever killed it. On
+Ctrl-C or SIGTERM it stops its own members and also any process running a
+member's exact ``argv`` (one such a tool restarted), found through /proc.
 
 Layout of the data dir::
 
@@ -218,15 +220,45 @@ def etcdctl_command(specs: Sequence[MemberSpec], paths: certs.CertPaths, plain: 
     return " ".join(shlex.quote(p) for p in parts)
 
 
-def stop_all(procs: Sequence[subprocess.Popen[bytes]], timeout: float = STOP_TIMEOUT) -> None:
-    """SIGTERM every member still running (each stops cleanly), SIGKILL any that hang."""
-    for p in procs:
-        if p.poll() is None:
-            try:
-                os.kill(p.pid, signal.SIGCONT)  # a SIGSTOPped member could not act on SIGTERM
-                os.kill(p.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+def restarted_elsewhere(argv: Sequence[str]) -> list[int]:
+    """PIDs of processes running exactly `argv` (a member a fault tool restarted from
+    cluster.json): the launcher stops those too. Linux only (reads /proc); elsewhere none."""
+    want = "\0".join(argv).encode()
+    pids = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            if (entry / "cmdline").read_bytes().rstrip(b"\0") == want:
+                pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids
+
+
+def _wait_pid(pid: int, deadline: float) -> bool:
+    """Wait until `pid` (not our child) is gone; False if it outlives the deadline."""
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return True
+        if state == "Z":  # exited; its parent (the fault tool) has yet to reap it
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def stop_all(
+    procs: Sequence[subprocess.Popen[bytes]], specs: Sequence[MemberSpec] = (), timeout: float = STOP_TIMEOUT
+) -> None:
+    """SIGTERM every member still running (each stops cleanly), SIGKILL any that hang. A
+    member that died and was restarted by someone else from its argv is stopped as well."""
+    others = [pid for spec, p in zip(specs, procs) if p.poll() is not None for pid in restarted_elsewhere(spec.argv)]
+    for pid in [p.pid for p in procs if p.poll() is None] + others:
+        try:
+            os.kill(pid, signal.SIGCONT)  # a SIGSTOPped member could not act on SIGTERM
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
     deadline = time.monotonic() + timeout
     for p in procs:
         try:
@@ -234,6 +266,16 @@ def stop_all(procs: Sequence[subprocess.Popen[bytes]], timeout: float = STOP_TIM
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait()
+    for pid in others:
+        if not _wait_pid(pid, deadline):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)  # flushed: scripts read this through a pipe while the cluster runs
 
 
 def run_cluster(
@@ -243,9 +285,11 @@ def run_cluster(
     plain: bool = False,
     client_cert_auth: bool = False,
     extra: Sequence[str] = (),
-    out: Callable[[str], None] = print,
+    out: Callable[[str], None] | None = None,
 ) -> int:
     """The ``cluster`` command: start, report, wait for Ctrl-C/SIGTERM, stop."""
+    if out is None:
+        out = _say
     warning = even_size_warning(nodes)
     if warning:
         print(f"raftkv: {warning}", file=sys.stderr)
@@ -288,6 +332,6 @@ def run_cluster(
         print(f"raftkv: error: {e}", file=sys.stderr)
         return 1
     finally:
-        stop_all(procs)
+        stop_all(procs, specs)
         for sig, handler in old.items():
             signal.signal(sig, handler)
