@@ -45,12 +45,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import html
 import logging
 import os
 import shutil
 import socket
 import ssl
 import tempfile
+import urllib.parse
 from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
@@ -230,6 +232,41 @@ def _plain_error(status: int, message: str) -> HttpResponse:
         [*CORS_HEADERS, ("Content-Type", "text/plain; charset=utf-8")],
         (message + "\n").encode(),
     )
+
+
+def _clean_path(p: str) -> str:
+    """Go's ServeMux cleanPath: path.Clean, keeping one trailing slash."""
+    if not p.startswith("/"):
+        p = "/" + p
+    parts: list[str] = []
+    for seg in p.split("/"):
+        if seg in ("", "."):
+            continue
+        if seg == "..":
+            if parts:
+                parts.pop()
+        else:
+            parts.append(seg)
+    clean = "/" + "/".join(parts)
+    if p.endswith("/") and clean != "/":
+        clean += "/"
+    return clean
+
+
+def _unclean_path_redirect(req: HttpRequest) -> HttpResponse | None:
+    """etcd's handlers sit behind Go's ServeMux, which answers a path that is not clean
+    ("//", "/./", "/../", after %-decoding) with a 301 to the clean one."""
+    decoded = urllib.parse.unquote(req.path, errors="replace")
+    clean = _clean_path(decoded)
+    if clean == decoded:
+        return None
+    location = urllib.parse.quote(clean, safe="/:@!$&'()*+,;=") + (f"?{req.query}" if req.query else "")
+    headers = [*CORS_HEADERS, ("Location", location)]
+    body = b""
+    if req.method in ("GET", "HEAD"):
+        headers.append(("Content-Type", "text/html; charset=utf-8"))
+        body = f'<a href="{html.escape(location)}">Moved Permanently</a>.\n\n'.encode()
+    return HttpResponse(301, headers, body)
 
 
 # ------------------------------------------------------------------ the port
@@ -462,6 +499,9 @@ class ClientPort:
                 return
 
     async def _dispatch(self, req: HttpRequest) -> HttpResponse:
+        redirect = _unclean_path_redirect(req)
+        if redirect is not None:
+            return redirect
         resp = await self.gateway.handle(req)
         if resp is None and self.v2 is not None:
             resp = await self.v2.handle(req)  # type: ignore[attr-defined]
