@@ -653,9 +653,9 @@ def events_of_revision(revision: int, events: Iterable[api.Event], now_ns: int) 
             deleted.append(ev)
     if not deleted:
         return None
-    top = min(deleted, key=lambda e: (path_of(e.kv.key).count("/"), e.kv.key))  # type: ignore[union-attr]
+    top = min(deleted, key=lambda e: (path_of(e.kv.key).count("/"), e.kv.key))
     prev = Node.from_kv(top.prev_kv) if top.prev_kv is not None else None
-    path = path_of(top.kv.key)  # type: ignore[union-attr]
+    path = path_of(top.kv.key)
     node: dict[str, Any] = {"key": path}
     if prev is not None and prev.dir:
         node["dir"] = True

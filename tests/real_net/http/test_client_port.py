@@ -18,6 +18,8 @@ import threading
 import time
 from pathlib import Path
 
+from collections.abc import Iterator
+
 import grpc
 import pytest
 
@@ -197,3 +199,19 @@ def test_stop_ends_open_streams_and_removes_the_private_grpc_socket() -> None:
     t.join(10)
     assert ended.is_set()
     assert not grpc_dir.exists()
+
+
+def test_a_grpc_watch_stream_through_the_port_sees_writes_made_over_http() -> None:
+    with PortThread() as port, grpc.insecure_channel(port.endpoint) as channel:
+        requests = [pb.WatchRequest(create_request=pb.WatchCreateRequest(key=b"w"))]
+
+        def gen() -> Iterator[pb.WatchRequest]:
+            yield from requests
+            time.sleep(10)  # keep the stream open from our side
+
+        stream = pb_grpc.WatchStub(channel).Watch(gen(), timeout=10)
+        assert next(stream).created
+        call(port.url, "POST", "/v3/kv/put", {"key": b64("w"), "value": b64("over-http")})
+        resp = next(stream)
+        assert resp.events[0].kv.value == b"over-http"
+        stream.cancel()

@@ -287,3 +287,36 @@ def test_a_watch_stream_ends_when_the_client_hangs_up() -> None:
 
 async def _open_streams(port: PortThread) -> int:
     return len(port.backend._streams)
+
+
+def test_etcd3gw_client_works_against_the_port() -> None:
+    etcd3gw = pytest.importorskip("etcd3gw", reason="etcd3gw is a dev dependency")
+    with PortThread(min_lease_ttl=1) as port:
+        c = etcd3gw.client(host="127.0.0.1", port=port.port.port)
+        assert c.put("k1", "v1") and c.get("k1") == [b"v1"]
+        c.put("pfx/a", "1")
+        c.put("pfx/b", "2")
+        assert [v for v, _ in c.get_prefix("pfx/")] == [b"1", b"2"]
+        assert c.replace("k1", "v1", "v2") is True and c.replace("k1", "zz", "v3") is False
+        assert c.get("k1") == [b"v2"]
+        assert c.delete("k1") is True and c.delete("k1") is False
+        events, cancel = c.watch("wk")
+        seen: list[Any] = []
+        t = threading.Thread(target=lambda: seen.append(next(iter(events))))
+        t.start()
+        time.sleep(0.3)
+        c.put("wk", "x")
+        t.join(10)
+        cancel()
+        assert seen and seen[0]["kv"]["value"] == b"x"
+        lease = c.lease(ttl=10)
+        assert lease.ttl() in (9, 10) and lease.refresh() == 10
+        c.put("leased", "v", lease=lease)
+        assert lease.keys() == [b"leased"]
+        lease.revoke()
+        assert c.get("leased") == []
+        lock = c.lock("mylock", ttl=10)
+        assert lock.acquire() and lock.is_acquired()
+        assert lock.release()
+        assert c.members()[0]["clientURLs"] == [port.url]
+        assert {"header", "version", "dbSize", "leader", "raftIndex", "raftTerm"} <= set(c.status())
