@@ -599,10 +599,10 @@ class ClientPort:
     ) -> None:
         assert resp.stream is not None
         stream = resp.stream
-        writer.write(_head(resp.status, resp.headers, [("Transfer-Encoding", "chunked"), ("Connection", "close")]))
-        await writer.drain()
 
         async def pump() -> None:
+            writer.write(_head(resp.status, resp.headers, [("Transfer-Encoding", "chunked"), ("Connection", "close")]))
+            await writer.drain()
             async for chunk in stream:
                 if chunk and not head_only:
                     writer.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
@@ -621,10 +621,8 @@ class ClientPort:
             for task in (pumping, gone):
                 task.cancel()
             await asyncio.gather(pumping, gone, return_exceptions=True)
-            aclose = getattr(stream, "aclose", None)
-            if aclose is not None:
-                with contextlib.suppress(Exception):
-                    await aclose()
+            with contextlib.suppress(Exception):
+                await stream.aclose()  # releases the watch behind it, iterated or not
 
 
 async def serve_client_port(

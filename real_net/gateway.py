@@ -46,7 +46,7 @@ import asyncio
 import base64
 import binascii
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
@@ -98,7 +98,37 @@ class HttpResponse:
     status: int
     headers: list[tuple[str, str]] = field(default_factory=list)
     body: bytes = b""
-    stream: AsyncIterator[bytes] | None = None
+    stream: ChunkStream | None = None
+
+
+class ChunkStream:
+    """The chunks of a streamed response, and what must be released when it ends.
+
+    ``aclose`` runs ``cleanup`` even if the stream was never iterated (a client that
+    hangs up before the first chunk): an async generator's ``finally`` would not."""
+
+    def __init__(self, chunks: AsyncIterator[bytes], cleanup: Callable[[], Awaitable[None]] | None = None) -> None:
+        self._chunks = chunks
+        self._cleanup = cleanup
+        self._closed = False
+
+    def __aiter__(self) -> ChunkStream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        return await self._chunks.__anext__()
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        closer = getattr(self._chunks, "aclose", None)
+        try:
+            if closer is not None:
+                await closer()
+        finally:
+            if self._cleanup is not None:
+                await self._cleanup()
 
 
 # etcd's HTTP handlers put these on every response (its CORS wrapper with --cors "*").
@@ -515,19 +545,19 @@ class Gateway:
             return error_response(e.code, e.details)
 
         async def chunks() -> AsyncIterator[bytes]:
+            if first is None:
+                return
+            yield _dumps({"result": message_to_json(first)}) + b"\n"
             try:
-                if first is None:
-                    return
-                yield _dumps({"result": message_to_json(first)}) + b"\n"
-                try:
-                    async for msg in responses:
-                        yield _dumps({"result": message_to_json(msg)}) + b"\n"
-                except _Aborted as e:
-                    yield _stream_error(e.code, e.details)
-            finally:
-                await responses.aclose()  # type: ignore[attr-defined]
+                async for msg in responses:
+                    yield _dumps({"result": message_to_json(msg)}) + b"\n"
+            except _Aborted as e:
+                yield _stream_error(e.code, e.details)
 
-        return HttpResponse(200, [*CORS_HEADERS, *GRPC_JSON_HEADERS], stream=chunks())
+        async def cleanup() -> None:
+            await responses.aclose()  # type: ignore[attr-defined]  # ends the servicer's call
+
+        return HttpResponse(200, [*CORS_HEADERS, *GRPC_JSON_HEADERS], stream=ChunkStream(chunks(), cleanup))
 
     # --------------------------------------------------------- /version, /health
 

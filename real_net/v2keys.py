@@ -45,7 +45,7 @@ from kv.errors import (
 )
 from kv.mvcc import prefix_range_end
 from real_net.backend import Backend
-from real_net.gateway import CORS_HEADERS, HttpRequest, HttpResponse
+from real_net.gateway import CORS_HEADERS, ChunkStream, HttpRequest, HttpResponse
 from real_net.v2store import (
     EVENT_KEY,
     V2_PREFIX,
@@ -398,37 +398,39 @@ class V2Keys:
         except BaseException:
             stream.close()
             raise
-        return HttpResponse(200, headers, stream=self._watch_events(stream, kr))
-
-    async def _watch_events(self, stream: Any, kr: _KeyRequest) -> AsyncIterator[bytes]:
         self.watchers += 1
-        try:
-            while True:
-                try:
-                    resp = await stream.recv()
-                except RaftKVError:
-                    return  # the member stopped: the long poll ends, the client asks again
-                if resp.canceled:
-                    return
-                by_revision: dict[int, list[api.Event]] = {}
-                for ev in resp.events:
-                    assert ev.kv is not None
-                    by_revision.setdefault(ev.kv.mod_revision, []).append(ev)
-                for revision in sorted(by_revision):
-                    found = events_of_revision(revision, by_revision[revision], self.clock_ns())
-                    if found is None:
-                        continue
-                    event, refresh = found
-                    if event["action"] == "expire":
-                        self.stats["expireCount"] += 1
-                    if refresh or not watch_matches(event, kr.path, kr.recursive):
-                        continue
-                    yield _body(event)
-                    if not kr.stream:
-                        return
-        finally:
+
+        async def cleanup() -> None:
             self.watchers -= 1
             stream.close()
+
+        return HttpResponse(200, headers, stream=ChunkStream(self._watch_events(stream, kr), cleanup))
+
+    async def _watch_events(self, stream: Any, kr: _KeyRequest) -> AsyncIterator[bytes]:
+        """The matching v2 events of a v3 watch (one for a long poll); the caller closes `stream`."""
+        while True:
+            try:
+                resp = await stream.recv()
+            except RaftKVError:
+                return  # the member stopped: the long poll ends, the client asks again
+            if resp.canceled:
+                return
+            by_revision: dict[int, list[api.Event]] = {}
+            for ev in resp.events:
+                assert ev.kv is not None
+                by_revision.setdefault(ev.kv.mod_revision, []).append(ev)
+            for revision in sorted(by_revision):
+                found = events_of_revision(revision, by_revision[revision], self.clock_ns())
+                if found is None:
+                    continue
+                event, refresh = found
+                if event["action"] == "expire":
+                    self.stats["expireCount"] += 1
+                if refresh or not watch_matches(event, kr.path, kr.recursive):
+                    continue
+                yield _body(event)
+                if not kr.stream:
+                    return
 
     # ------------------------------------------------------------ members
 

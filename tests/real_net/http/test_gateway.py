@@ -279,6 +279,12 @@ def test_a_watch_stream_ends_when_the_client_hangs_up() -> None:
         t.start()
         t.join(10)
         assert done.is_set()
+        # Hanging up before reading anything releases the watch too.
+        for path in ("/v3/watch", "/v2/keys/x?wait=true"):
+            body = json.dumps({"create_request": {"key": b64("x")}}).encode() if path == "/v3/watch" else b""
+            with socket.create_connection(("127.0.0.1", port.port.port)) as s:
+                s.sendall(b"%s %s HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s"
+                          % (b"POST" if body else b"GET", path.encode(), len(body), body))  # fmt: skip
         deadline = time.monotonic() + 5
         while port.run(_open_streams(port)) and time.monotonic() < deadline:
             time.sleep(0.05)
