@@ -485,12 +485,12 @@ class Member:
         if e.type == EntryType.CONF_CHANGE:
             cc = decode_conf_change(e.data)
             if cc.context:  # bootstrap entries carry none: initial_members already has them
-                prop = _decode_proposal(cc.context, e.index)
+                prop = decode_proposal(cc.context, e.index)
                 self.conf_changes.append((e, prop, cc.changes[0].node_id))
             return
         if not e.data:
             return  # a new leader's empty entry
-        prop = _decode_proposal(e.data, e.index)
+        prop = decode_proposal(e.data, e.index)
         if self.sm.is_duplicate(prop):
             return  # a forwarded proposal the network delivered twice
         outcome, events = self.sm.apply(prop, e.index, self.now)
@@ -577,7 +577,7 @@ def _decode(data: bytes) -> Any:
     return decode_api(data)
 
 
-def _decode_proposal(data: bytes, index: int) -> api.Proposal:
+def decode_proposal(data: bytes, index: int) -> api.Proposal:
     prop = _decode(data)
     if not isinstance(prop, api.Proposal):
         raise CorruptRecord(f"log entry {index} holds {type(prop).__name__}, not a Proposal")

@@ -158,6 +158,9 @@ class SimCluster:
         self.watch_handlers: dict[Any, Callable[[Any], None]] = {}
         self._watch_last: dict[Any, float] = {}  # stream -> when its last response arrives
         self._watch_slot: dict[Any, Slot] = {}  # stream -> the member it is open on
+        # Workloads that need server-side facts (e.g. when a lease's expiry applied) see
+        # every committed entry as members apply it: (true time, entries).
+        self.apply_observers: list[Callable[[float, tuple[Any, ...]], None]] = []
         self.events_processed = 0
 
     # ----------------------------------------------------------- lifecycle
@@ -448,6 +451,8 @@ def _handle_ready(
             send(m)
         if r.committed_entries:
             cluster.checks.applied(env.now, slot, r.committed_entries)
+            for observe in cluster.apply_observers:
+                observe(env.now, r.committed_entries)
     elif rd.snapshot is not None:
         slot.disk.record_app_snapshot(rd.snapshot)
         slot.disk.fsync()

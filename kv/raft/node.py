@@ -262,7 +262,12 @@ class RaftNode:
             elif m.type in (MessageType.APP, MessageType.HEARTBEAT, MessageType.SNAP):
                 self.become_follower(m.term, m.from_)
             else:
-                self.become_follower(m.term, NONE)
+                # Raft Figure 2: a newer term alone does not reset the election timer; only
+                # hearing the current leader or granting a vote does. (etcd-io/raft resets it
+                # here; then a candidate that cannot win, e.g. with a short log, restarts the
+                # timers of those that could, and elections take longer: Figure 16 measures
+                # the paper's rule.) A deposed leader starts a fresh timeout, as LogCabin's.
+                self.become_follower(m.term, NONE, reset_timer=self.role == Role.LEADER)
         elif m.term < self.term:
             if (self.config.check_quorum or self.config.pre_vote) and m.type in (
                 MessageType.HEARTBEAT,
@@ -407,8 +412,8 @@ class RaftNode:
     # ------------------------------------------------------ role transitions
     # Every role change goes through these four methods (STYLE.md: one place).
 
-    def become_follower(self, term: int, lead: int) -> None:
-        self._reset(term)
+    def become_follower(self, term: int, lead: int, reset_timer: bool = True) -> None:
+        self._reset(term, reset_timer)
         self.role = Role.FOLLOWER
         self.lead = lead
 
@@ -455,12 +460,13 @@ class RaftNode:
         # A no-op entry of our own term (§5.4.2 / §8): committing it commits everything before.
         self._append_entries([Entry(term=0, index=0, data=b"")])
 
-    def _reset(self, term: int) -> None:
+    def _reset(self, term: int, reset_timer: bool = True) -> None:
         if term != self.term:
             self.term = term
             self.vote = NONE
         self.lead = NONE
-        self._reset_election_timer()
+        if reset_timer:
+            self._reset_election_timer()
         self._abort_leader_transfer()
         self.tracker.reset_votes()
         last = self.log.last_index()

@@ -12,6 +12,7 @@ linearizability check every kv history gets. Register a new one in
 from __future__ import annotations
 
 from sim.workloads.base import Invocation, Workload, WorkloadCheck
+from sim.workloads.lease import LeaseWorkload
 from sim.workloads.lock import LockWorkload
 from sim.workloads.register import RegisterWorkload
 from sim.workloads.txn import TxnWorkload
@@ -22,6 +23,7 @@ WORKLOADS: dict[str, type[Workload]] = {
     TxnWorkload.name: TxnWorkload,
     LockWorkload.name: LockWorkload,
     WatchWorkload.name: WatchWorkload,
+    LeaseWorkload.name: LeaseWorkload,
 }
 
 

@@ -40,7 +40,7 @@ CAUGHT: dict[str, tuple[RunOptions, str]] = {
     # nearly equal election timeouts (split votes), and duplicated, slow-tailed messages so
     # a vote request can arrive again after the restart.
     "forget-vote": (
-        FAST.with_(nemesis="kill", nemesis_interval=0.02, election_timeout_max=0.155, duplicate=0.5,
+        FAST.with_(nodes=5, nemesis="kill", nemesis_interval=0.02, election_timeout_max=0.151, duplicate=0.5,
                    latency="exponential:0.001:0.03", quiet=6.0),
         "invariants",
     ),
