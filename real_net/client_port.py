@@ -18,8 +18,9 @@ connection before reading from it and hands it to the right server:
                 ``http/1.1`` only, so curl falls back from h2 to HTTP/1.1.
 
 A gRPC connection is relayed, byte for byte and still encrypted, to a
-``grpc.aio`` server that listens on a Unix socket in a private (0700)
-directory, with the same TLS credentials: the handshake, client-certificate
+``grpc.aio`` server that listens on a Unix socket (Linux: in the abstract
+namespace; elsewhere in a private 0700 directory), with the same TLS
+credentials: the handshake, client-certificate
 checks and HTTP/2 all happen in gRPC's C core, so the relay is two
 ``transport.write`` calls per read and costs no parsing. HTTP/1.1 is served
 here: the v3 gateway (real_net/gateway.py) and the v2 keys API
@@ -48,9 +49,11 @@ import email.utils
 import html
 import logging
 import os
+import secrets
 import shutil
 import socket
 import ssl
+import sys
 import tempfile
 import urllib.parse
 from collections.abc import Coroutine
@@ -289,7 +292,7 @@ class ClientPort:
         listener: socket.socket,
         grpc_server: grpc.aio.Server,
         grpc_path: str,
-        tmpdir: str,
+        tmpdir: str | None,
         gateway: Gateway,
         v2: object | None,
         tls: ServerTLS | None,
@@ -353,7 +356,8 @@ class ClientPort:
         closer = getattr(self.v2, "close", None)
         if closer is not None:
             await closer()
-        shutil.rmtree(self._tmpdir, ignore_errors=True)
+        if self._tmpdir is not None:
+            shutil.rmtree(self._tmpdir, ignore_errors=True)
         self._stopped.set()
 
     async def wait_for_termination(self) -> None:
@@ -650,16 +654,26 @@ async def serve_client_port(
     except OSError as e:
         listener.close()
         raise OSError(f"cannot listen on {host}:{port}: {e}") from None
-    tmpdir = tempfile.mkdtemp(prefix="raftkv-grpc-")
-    os.chmod(tmpdir, 0o700)  # only this user may reach the gRPC server behind the port
-    grpc_path = str(Path(tmpdir) / "grpc.sock")
+    tmpdir: str | None = None
+    if sys.platform == "linux":
+        # An abstract socket: nothing on disk to leave behind if the process dies. It has
+        # no file permissions, and needs none: it asks for the same TLS (and client
+        # certificate) as the public port, and without TLS the public port is open anyway.
+        name = f"raftkv-grpc-{os.getpid()}-{secrets.token_hex(8)}"
+        grpc_path, grpc_address = "\0" + name, f"unix-abstract:{name}"
+    else:
+        tmpdir = tempfile.mkdtemp(prefix="raftkv-grpc-")
+        os.chmod(tmpdir, 0o700)  # only this user may reach the gRPC server behind the port
+        grpc_path = str(Path(tmpdir) / "grpc.sock")
+        grpc_address = f"unix:{grpc_path}"
     server = build_server(backend, max_request_bytes=max_request_bytes, max_txn_ops=max_txn_ops)
     try:
-        add_port(server, f"unix:{grpc_path}", tls)
+        add_port(server, grpc_address, tls)
         await server.start()
     except BaseException:
         listener.close()
-        shutil.rmtree(tmpdir, ignore_errors=True)
+        if tmpdir is not None:
+            shutil.rmtree(tmpdir, ignore_errors=True)
         raise
     gateway = Gateway(backend, max_request_bytes=max_request_bytes, max_txn_ops=max_txn_ops)
     v2 = None
