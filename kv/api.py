@@ -330,6 +330,18 @@ class LeaseRevokeRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class LeaseExpireRequest:
+    """The leader's expiry of a lease, carried out through the log (internal: no etcd
+    message). It revokes only if the lease was not renewed after log index
+    ``renewed_index``, the last renewal the leader had applied when it decided: a
+    keep-alive already in the log ahead of it wins, so a keep-alive answered "ok" is
+    never followed by the expiry it should have prevented."""
+
+    ID: int = 0
+    renewed_index: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class LeaseRevokeResponse:
     header: ResponseHeader = ResponseHeader()
 

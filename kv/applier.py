@@ -57,6 +57,7 @@ WRITE_REQUESTS = (
     api.LeaseGrantRequest,
     api.LeaseRevokeRequest,
     api.LeaseKeepAliveRequest,
+    api.LeaseExpireRequest,
     api.MemberAttrSetRequest,
 )
 MEMBER_REQUESTS = (
@@ -187,8 +188,14 @@ class StateMachine:
                 # All of the lease's keys go in one revision (etcd's lessor.Revoke).
                 _, events = self.store.delete_keys(keys)
                 return api.LeaseRevokeResponse(), events
+            if isinstance(req, api.LeaseExpireRequest):
+                lease = self.lessor.lookup(req.ID)
+                if lease is None or lease.renewed_index > req.renewed_index:
+                    return api.LeaseRevokeResponse(), []  # gone already, or renewed since: keep it
+                _, events = self.store.delete_keys(self.lessor.revoke(req.ID))
+                return api.LeaseRevokeResponse(), events
             if isinstance(req, api.LeaseKeepAliveRequest):
-                return self.lessor.keep_alive(req, now), []
+                return api.LeaseKeepAliveResponse(ID=req.ID, TTL=self.lessor.renew_at(req.ID, now, index)), []
             if isinstance(req, api.MemberAttrSetRequest):
                 old = self.members.get(req.ID)
                 if old is None:

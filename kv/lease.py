@@ -48,7 +48,7 @@ from kv.errors import CorruptRecord, ErrLeaseExist, ErrLeaseNotFound, ErrLeaseTT
 NO_LEASE = 0
 # etcd's MaxLeaseTTL: about 285 years; larger TTLs are refused.
 MAX_LEASE_TTL = 9_000_000_000
-SNAPSHOT_FORMAT = 1
+SNAPSHOT_FORMAT = 2  # 2: each lease carries its renewed_index
 _INT63 = (1 << 63) - 1
 
 
@@ -78,6 +78,7 @@ class Lease:
     ttl: int  # granted TTL, seconds (after the minimum is applied)
     deadline: float  # when it expires, on this member's clock
     keys: set[bytes] = field(default_factory=set)
+    renewed_index: int = 0  # log index of the grant or the last keep-alive applied (replicated)
 
     def sorted_keys(self) -> tuple[bytes, ...]:
         return tuple(sorted(self.keys))
@@ -129,7 +130,7 @@ class Lessor:
         elif lease_id in self._leases:
             raise ErrLeaseExist()
         ttl = max(req.TTL, self.min_ttl)
-        lease = Lease(ID=lease_id, ttl=ttl, deadline=now + ttl)
+        lease = Lease(ID=lease_id, ttl=ttl, deadline=now + ttl, renewed_index=index)
         self._leases[lease_id] = lease
         self._deadlines.add((lease.deadline, lease_id))
         return LeaseGrantResponse(ID=lease_id, TTL=ttl)
@@ -152,6 +153,17 @@ class Lessor:
         lease = self._leases.get(lease_id)
         if lease is None or (self.is_primary and lease.deadline <= now):
             raise ErrLeaseNotFound()
+        self._set_deadline(lease, now + lease.ttl)
+        return lease.ttl
+
+    def renew_at(self, lease_id: int, now: float, index: int) -> int:
+        """A keep-alive applied from the log at `index`: renews whatever the local deadline
+        says (the outcome must be the same on every member), records the index; the TTL,
+        or 0 for a lease that does not exist (etcd answers keep-alives that way)."""
+        lease = self._leases.get(lease_id)
+        if lease is None:
+            return 0
+        lease.renewed_index = index
         self._set_deadline(lease, now + lease.ttl)
         return lease.ttl
 
@@ -225,7 +237,10 @@ class Lessor:
     def snapshot(self) -> bytes:
         """Leases, their TTLs and attached keys: the replicated part. Deadlines are
         this member's clock and are not replicated (etcd does not persist them)."""
-        body = [[i, self._leases[i].ttl, list(self._leases[i].sorted_keys())] for i in sorted(self._leases)]
+        body = [
+            [i, self._leases[i].ttl, list(self._leases[i].sorted_keys()), self._leases[i].renewed_index]
+            for i in sorted(self._leases)
+        ]
         packed: bytes = msgpack.packb([SNAPSHOT_FORMAT, body], use_bin_type=True)
         return packed
 
@@ -236,8 +251,9 @@ class Lessor:
             if fmt != SNAPSHOT_FORMAT:
                 raise CorruptRecord(f"unsupported lease snapshot format {fmt!r}")
             leases = {
-                int(i): Lease(ID=int(i), ttl=int(ttl), deadline=now + ttl, keys={bytes(k) for k in keys})
-                for i, ttl, keys in body
+                int(i): Lease(ID=int(i), ttl=int(ttl), deadline=now + ttl, keys={bytes(k) for k in keys},
+                              renewed_index=int(renewed))
+                for i, ttl, keys, renewed in body
             }
         except CorruptRecord:
             raise

@@ -404,11 +404,21 @@ class Member:
         force = self.node.config.has_bug(TeachingBug.LEASE_FOLLOWER_CLOCK)
         if self.now < self.revoke_blocked_until:
             return
-        for lease_id in self.sm.lessor.expired(self.now, force=force):
+        expired = self.sm.lessor.expired(self.now, force=force)
+        if self.revoking:
+            # A lease renewed (or revoked) meanwhile is not being revoked any more.
+            self.revoking = {i: t for i, t in self.revoking.items() if i in expired}
+        for lease_id in expired:
             if self.now < self.revoking.get(lease_id, -math.inf) + LEASE_REVOKE_RETRY:
                 continue  # its revoke is on the way
+            lease = self.sm.lessor.lookup(lease_id)
+            if force:
+                # (the bug again) and unconditionally: renewals this member missed cannot stop it.
+                expire: Any = api.LeaseRevokeRequest(ID=lease_id)
+            else:
+                expire = api.LeaseExpireRequest(ID=lease_id, renewed_index=lease.renewed_index if lease else 0)
             try:
-                self._propose(None, api.LeaseRevokeRequest(ID=lease_id))
+                self._propose(None, expire)
             except RaftKVError:
                 # No leader (or a transfer) right now: try again a heartbeat later.
                 self.revoke_blocked_until = self.now + self.config.raft.heartbeat_interval
@@ -494,7 +504,7 @@ class Member:
         if self.sm.is_duplicate(prop):
             return  # a forwarded proposal the network delivered twice
         outcome, events = self.sm.apply(prop, e.index, self.now)
-        if isinstance(prop.request, api.LeaseRevokeRequest):
+        if isinstance(prop.request, (api.LeaseRevokeRequest, api.LeaseExpireRequest)):
             self.revoking.pop(prop.request.ID, None)
         if events and not self.watches.idle:
             for stream, resp in self.watches.notify(events, self.sm.store, self._header()):

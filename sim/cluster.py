@@ -47,6 +47,7 @@ Proc = Generator[Event, Any, None]
 Reply = Callable[[Any], None]  # receives a response dataclass or a RaftKVError
 
 CLUSTER_ID = 0x5A5A
+MAX_WAKES_AT_ONE_INSTANT = 10_000
 CLOSE_WATCH = object()  # queued in place of a request: the client closed this watch stream
 
 
@@ -159,8 +160,8 @@ class SimCluster:
         self._watch_last: dict[Any, float] = {}  # stream -> when its last response arrives
         self._watch_slot: dict[Any, Slot] = {}  # stream -> the member it is open on
         # Workloads that need server-side facts (e.g. when a lease's expiry applied) see
-        # every committed entry as members apply it: (true time, entries).
-        self.apply_observers: list[Callable[[float, tuple[Any, ...]], None]] = []
+        # every committed entry as members apply it: (true time, the slot, entries).
+        self.apply_observers: list[Callable[[float, Slot, tuple[Any, ...]], None]] = []
         self.events_processed = 0
 
     # ----------------------------------------------------------- lifecycle
@@ -387,6 +388,7 @@ def member_driver(env: simpy.Environment, cluster: SimCluster, slot: Slot, stora
     inbox = slot.inbox
     requests = slot.requests
     checks = cluster.checks
+    stuck, stuck_at = 0, -1.0
     try:
         while True:
             if slot.paused:
@@ -416,7 +418,14 @@ def member_driver(env: simpy.Environment, cluster: SimCluster, slot: Slot, stora
             if inbox or requests or slot.paused:
                 continue
             at = clock.true_time(member.deadline())
-            if at < env.now:
+            if at <= env.now:
+                # A deadline that does not move past the tick that served it would spin the
+                # simulation at one instant: a core bug, reported rather than hung on.
+                stuck = stuck + 1 if env.now == stuck_at else 1
+                stuck_at = env.now
+                if stuck > MAX_WAKES_AT_ONE_INSTANT:
+                    raise RuntimeError(f"{slot.name}: deadline {member.deadline()} does not advance past now "
+                                       f"{clock.local(env.now)} (member {member.id:x}, role {member.node.role.value})")
                 at = env.now
             # Lazy timers (profiling: a follower's deadline moves on every heartbeat, and a fresh
             # timer per message doubled the event count): keep a pending earlier timer; when it
@@ -452,7 +461,7 @@ def _handle_ready(
         if r.committed_entries:
             cluster.checks.applied(env.now, slot, r.committed_entries)
             for observe in cluster.apply_observers:
-                observe(env.now, r.committed_entries)
+                observe(env.now, slot, r.committed_entries)
     elif rd.snapshot is not None:
         slot.disk.record_app_snapshot(rd.snapshot)
         slot.disk.fsync()

@@ -116,14 +116,19 @@ class LeaseWorkload(Workload):
 
     # ------------------------------------------------------ expiry facts
 
-    def _observe_applied(self, now: float, entries: Sequence[Any]) -> None:
+    def _observe_applied(self, now: float, slot: Any, entries: Sequence[Any]) -> None:
         from kv.member import decode_proposal
 
+        member = slot.member
         for e in entries:
             if e.type != EntryType.NORMAL or not e.data:
                 continue
             req = decode_proposal(e.data, e.index).request
-            if isinstance(req, api.LeaseRevokeRequest) and req.ID not in self.expired:
+            if not isinstance(req, (api.LeaseRevokeRequest, api.LeaseExpireRequest)) or req.ID in self.expired:
+                continue
+            # The first member to apply it. An expiry that found the lease renewed since the
+            # leader decided is a no-op: count it only if the lease is gone on that member.
+            if member is not None and member.sm.lessor.lookup(req.ID) is None:
                 self.expired[req.ID] = now
 
     # -------------------------------------------------------------- checks

@@ -118,6 +118,10 @@ class MemberCluster:
                 if i not in self.down:
                     m.tick(self.now)
             self.deliver_all()
+            for i, m in self.members.items():
+                # The driver contract: once a tick has done what was due, the next deadline
+                # is in the future, or a driver would spin at one instant forever.
+                assert i in self.down or m.deadline() > self.now, f"member {i}: deadline {m.deadline()} <= now {self.now}"
 
     def run_until(self, cond: Callable[[], bool], limit: float = 10.0) -> None:
         end = self.now + limit

@@ -57,3 +57,21 @@ def test_watch_workload_catches_watch_skip_and_the_same_seeds_pass_without_it() 
     for s in range(1, found + 1):
         r = simulate(opts.with_(seed=s))
         assert r.ok, (s, r.summary["failures"])
+
+
+def test_lease_workload_sees_kept_leases_stay_and_abandoned_ones_expire() -> None:
+    r = simulate(SHORT.with_(workload="lease", nemesis="partition,kill,pause", seed=1))
+    assert r.ok, r.summary["failures"]
+    records = r.workload_files["lease.jsonl"]
+    assert any(rec["op"] == "expire" for rec in records)
+    assert any(rec["op"] == "keepalive" and rec["status"] == "ok" for rec in records)
+
+
+def test_lease_workload_catches_lease_follower_clock_and_the_same_seeds_pass_without_it() -> None:
+    opts = SHORT.with_(workload="lease", nemesis="partition,kill,pause", clients=6)
+    found = next((s for s in range(1, 51) if not simulate(opts.with_(seed=s, bugs=("lease-follower-clock",))).ok),
+                 None)
+    assert found is not None, "lease-follower-clock not caught in 50 seeds"
+    for s in range(1, found + 1):
+        r = simulate(opts.with_(seed=s))
+        assert r.ok, (s, r.summary["failures"])
