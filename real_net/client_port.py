@@ -69,6 +69,7 @@ from real_net import certs
 from real_net.backend import Backend
 from real_net.gateway import CORS_HEADERS, Gateway, HttpRequest, HttpResponse, error_response
 from real_net.grpc_server import DEFAULT_MAX_REQUEST_BYTES, ServerTLS, add_port, build_server
+from real_net.v2keys import V2Keys
 
 log = logging.getLogger("raftkv.client_port")
 
@@ -290,11 +291,11 @@ class ClientPort:
         self,
         *,
         listener: socket.socket,
-        grpc_server: grpc.aio.Server,
+        grpc_server: grpc.aio.Server | None,
         grpc_path: str,
         tmpdir: str | None,
         gateway: Gateway,
-        v2: object | None,
+        v2: V2Keys | None,
         tls: ServerTLS | None,
         max_body_bytes: int,
     ) -> None:
@@ -344,7 +345,8 @@ class ClientPort:
                 await self._accept_task
             self._accept_task = None
         self._listener.close()
-        await self._grpc.stop(grace)
+        if self._grpc is not None:
+            await self._grpc.stop(grace)
         for relay in list(self._relays):
             relay.close()
         for task in list(self._tasks):
@@ -353,9 +355,8 @@ class ClientPort:
             writer.close()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
-        closer = getattr(self.v2, "close", None)
-        if closer is not None:
-            await closer()
+        if self.v2 is not None:
+            await self.v2.close()
         if self._tmpdir is not None:
             shutil.rmtree(self._tmpdir, ignore_errors=True)
         self._stopped.set()
@@ -392,7 +393,9 @@ class ClientPort:
             sock.close()
             return
         try:
-            if kind == "grpc":
+            if kind == "grpc" and self._grpc is None:
+                sock.close()  # an HTTP-only port (etcd's --listen-client-http-urls)
+            elif kind == "grpc":
                 self.connections["grpc"] += 1
                 await self._relay(sock)
             elif kind == "http":
@@ -510,7 +513,7 @@ class ClientPort:
             return redirect
         resp = await self.gateway.handle(req)
         if resp is None and self.v2 is not None:
-            resp = await self.v2.handle(req)  # type: ignore[attr-defined]
+            resp = await self.v2.handle(req)
         if resp is None:
             resp = _plain_error(404, "404 page not found")
         return resp
@@ -638,12 +641,17 @@ async def serve_client_port(
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
     max_txn_ops: int = DEFAULT_MAX_TXN_OPS,
     enable_v2: bool = True,
+    serve_grpc: bool = True,
     max_body_bytes: int | None = None,
 ) -> ClientPort:
     """Serve etcd's client API for `backend` on host:port (0 = an ephemeral port) on
     the running event loop: v3 gRPC, the v3 JSON gateway, ``/version``, ``/health`` and,
     with `enable_v2`, the v2 keys API; with `tls`, only over TLS. Raises OSError if it
-    cannot bind. Stop it with ``await port.stop()``."""
+    cannot bind. Stop it with ``await port.stop()``.
+
+    With ``serve_grpc=False`` the port serves HTTP/1.1 only (etcd 3.5's
+    ``--listen-client-http-urls``): gRPC then gets a port of its own from
+    ``grpc_server.start_server`` and pays nothing for the relay."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     listener = socket.socket(family, socket.SOCK_STREAM)
     try:
@@ -655,32 +663,31 @@ async def serve_client_port(
         listener.close()
         raise OSError(f"cannot listen on {host}:{port}: {e}") from None
     tmpdir: str | None = None
-    if sys.platform == "linux":
-        # An abstract socket: nothing on disk to leave behind if the process dies. It has
-        # no file permissions, and needs none: it asks for the same TLS (and client
-        # certificate) as the public port, and without TLS the public port is open anyway.
-        name = f"raftkv-grpc-{os.getpid()}-{secrets.token_hex(8)}"
-        grpc_path, grpc_address = "\0" + name, f"unix-abstract:{name}"
-    else:
-        tmpdir = tempfile.mkdtemp(prefix="raftkv-grpc-")
-        os.chmod(tmpdir, 0o700)  # only this user may reach the gRPC server behind the port
-        grpc_path = str(Path(tmpdir) / "grpc.sock")
-        grpc_address = f"unix:{grpc_path}"
-    server = build_server(backend, max_request_bytes=max_request_bytes, max_txn_ops=max_txn_ops)
-    try:
-        add_port(server, grpc_address, tls)
-        await server.start()
-    except BaseException:
-        listener.close()
-        if tmpdir is not None:
-            shutil.rmtree(tmpdir, ignore_errors=True)
-        raise
+    grpc_path = ""
+    server: grpc.aio.Server | None = None
+    if serve_grpc:
+        if sys.platform == "linux":
+            # An abstract socket: nothing on disk to leave behind if the process dies. It has
+            # no file permissions, and needs none: it asks for the same TLS (and client
+            # certificate) as the public port, and without TLS the public port is open anyway.
+            name = f"raftkv-grpc-{os.getpid()}-{secrets.token_hex(8)}"
+            grpc_path, grpc_address = "\0" + name, f"unix-abstract:{name}"
+        else:
+            tmpdir = tempfile.mkdtemp(prefix="raftkv-grpc-")
+            os.chmod(tmpdir, 0o700)  # only this user may reach the gRPC server behind the port
+            grpc_path = str(Path(tmpdir) / "grpc.sock")
+            grpc_address = f"unix:{grpc_path}"
+        server = build_server(backend, max_request_bytes=max_request_bytes, max_txn_ops=max_txn_ops)
+        try:
+            add_port(server, grpc_address, tls)
+            await server.start()
+        except BaseException:
+            listener.close()
+            if tmpdir is not None:
+                shutil.rmtree(tmpdir, ignore_errors=True)
+            raise
     gateway = Gateway(backend, max_request_bytes=max_request_bytes, max_txn_ops=max_txn_ops)
-    v2 = None
-    if enable_v2:
-        from real_net.v2keys import V2Keys
-
-        v2 = V2Keys(backend)
+    v2 = V2Keys(backend) if enable_v2 else None
     body_limit = max_body_bytes if max_body_bytes is not None else 2 * max_request_bytes + BODY_SLACK
     client_port = ClientPort(
         listener=listener, grpc_server=server, grpc_path=grpc_path, tmpdir=tmpdir, gateway=gateway, v2=v2,

@@ -121,6 +121,7 @@ def main() -> None:
     p.add_argument("--concurrency", type=int, default=CONCURRENCY)
     p.add_argument("--rounds", type=int, default=ROUNDS)
     p.add_argument("--tls", action="store_true", help="serve and connect over TLS")
+    p.add_argument("--no-pin", action="store_true", help="do not pin the server to core 0 and the client to core 1")
     p.add_argument("--client", nargs=2, metavar=("TARGET", "CA"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.client:
@@ -142,7 +143,7 @@ def main() -> None:
     results: dict[str, list[dict[str, Any]]] = {"direct": [], "front": []}
     # Server (this process, all its threads) on core 0, the client on core 1: less noise.
     pin_client: list[str] = []
-    if (os.cpu_count() or 1) >= 2 and hasattr(os, "sched_setaffinity"):
+    if not args.no_pin and (os.cpu_count() or 1) >= 2 and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {0})
         pin_client = ["taskset", "-c", "1"]
     for r in range(args.rounds):

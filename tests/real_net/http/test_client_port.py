@@ -221,3 +221,13 @@ def test_a_grpc_watch_stream_through_the_port_sees_writes_made_over_http() -> No
         resp = next(stream)
         assert resp.events[0].kv.value == b"over-http"
         stream.cancel()
+
+
+def test_an_http_only_port_turns_grpc_away_and_serves_json() -> None:
+    with PortThread(port_options={"serve_grpc": False, "enable_v2": False}) as port:
+        assert call(port.url, "POST", "/v3/kv/put", {"key": b64("h"), "value": b64("1")}).status == 200
+        assert call(port.url, "GET", "/v2/keys/").status == 404  # v2 off
+        with grpc.insecure_channel(port.endpoint) as channel:
+            with pytest.raises(grpc.RpcError) as err:
+                pb_grpc.KVStub(channel).Range(pb.RangeRequest(key=b"h"), timeout=3)
+            assert err.value.code() == grpc.StatusCode.UNAVAILABLE

@@ -139,7 +139,7 @@ def test_keepalive_and_watch_stream_result_lines_as_etcd(pair: Pair) -> None:
     assert [e["kv"]["value"] for e in outs[0][1]["result"]["events"]] == [b64("1"), b64("2")]
 
 
-def _stream(base: str, path: str, body: Any, lines: int, timeout: float = 5.0) -> list[str]:
+def _stream(base: str, path: str, body: Any, lines: int, timeout: float = 15.0) -> list[str]:
     """Read `lines` lines of a streamed response, then hang up."""
     host, port = base.rsplit("//", 1)[1].rsplit(":", 1)
     data = json.dumps(body).encode()
@@ -277,7 +277,7 @@ def test_a_watch_stream_ends_when_the_client_hangs_up() -> None:
 
         t = threading.Thread(target=hang_up)
         t.start()
-        t.join(10)
+        t.join(20)
         assert done.is_set()
         # Hanging up before reading anything releases the watch too.
         for path in ("/v3/watch", "/v2/keys/x?wait=true"):
@@ -285,7 +285,7 @@ def test_a_watch_stream_ends_when_the_client_hangs_up() -> None:
             with socket.create_connection(("127.0.0.1", port.port.port)) as s:
                 s.sendall(b"%s %s HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s"
                           % (b"POST" if body else b"GET", path.encode(), len(body), body))  # fmt: skip
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 15
         while port.run(_open_streams(port)) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert port.run(_open_streams(port)) == 0
