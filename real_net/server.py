@@ -477,6 +477,9 @@ class MemberServer:
             await asyncio.gather(self._poller, return_exceptions=True)
         if self.node is not None:
             await self.node.stop()
+            st = self.node.stats
+            log.info("served %d requests in %d Readies; %d entries written with %d fsyncs",
+                     st.requests, st.readies, st.entries, st.syncs)  # fmt: skip
         if self.transport is not None:
             await self.transport.close()
         if self.storage is not None:

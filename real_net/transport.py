@@ -94,14 +94,16 @@ class PeerStats:
 
 
 class _Peer:
-    __slots__ = ("id", "address", "queue", "queued_bytes", "wake", "task", "connected", "stats")
+    __slots__ = ("id", "address", "queue", "queued_bytes", "waiter", "task", "connected", "stats")
 
     def __init__(self, peer_id: int, address: Address) -> None:
         self.id = peer_id
         self.address = address
         self.queue: list[Message] = []
         self.queued_bytes = 0
-        self.wake = asyncio.Event()
+        # The writer's sleep: a future that send() (or the connection closing) resolves. A
+        # bare future, not an Event and a task, because this runs once per Ready per peer.
+        self.waiter: asyncio.Future[None] | None = None
         self.task: asyncio.Task[None] | None = None
         self.connected = False
         self.stats = PeerStats()
@@ -112,6 +114,12 @@ def _approx_size(m: Message) -> int:
     if m.snapshot is not None:
         size += len(m.snapshot.data)
     return size
+
+
+def _wake(peer: _Peer) -> None:
+    w = peer.waiter
+    if w is not None and not w.done():
+        w.set_result(None)
 
 
 def encode_hello(cluster_id: int, from_id: int, to_id: int) -> bytes:
@@ -317,7 +325,7 @@ class Transport:
                 continue
             peer.queue.append(m)
             peer.queued_bytes += size
-            peer.wake.set()
+            _wake(peer)
         for pid in unreachable:
             self._report_unreachable(pid)
 
@@ -367,16 +375,19 @@ class Transport:
         # The remote writes on this connection only to say this member was removed; any
         # other end of this read means the connection closed or failed.
         closed = asyncio.ensure_future(self._read_notice(reader))
+        closed.add_done_callback(lambda _: _wake(peer))
+        loop = asyncio.get_running_loop()
         try:
             writer.write(encode_hello(self.cluster_id, self.member_id, peer.id))
             await writer.drain()
             peer.connected = True
             while True:
-                waker = asyncio.ensure_future(peer.wake.wait())
-                try:
-                    await asyncio.wait({closed, waker}, return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    waker.cancel()
+                if not peer.queue and not closed.done():
+                    peer.waiter = loop.create_future()
+                    try:
+                        await peer.waiter
+                    finally:
+                        peer.waiter = None
                 if closed.done():
                     if not closed.cancelled() and closed.exception() is None and closed.result():
                         log.error("member %d: peer %d says this member was removed from the cluster",
@@ -386,7 +397,6 @@ class Transport:
                     else:
                         log.info("member %d: peer %d closed the connection", self.member_id, peer.id)
                     return
-                peer.wake.clear()
                 batch, peer.queue, peer.queued_bytes = peer.queue, [], 0
                 try:
                     await self._write_batch(peer, writer, batch)
