@@ -26,16 +26,9 @@ checks and HTTP/2 all happen in gRPC's C core, so the relay is two
 here: the v3 gateway (real_net/gateway.py) and the v2 keys API
 (real_net/v2keys.py) over the same Backend.
 
-HTTP/1.1 as served: keep-alive (``Connection: close`` and HTTP/1.0 honoured),
-``Content-Length`` and chunked request bodies, ``Expect: 100-continue``
-answered with ``100 Continue`` before the body is read (or with the final
-status when the body would be refused), bodies up to ``max_body_bytes``
-(larger: 413 with an etcd-style JSON error, without reading the body),
-request heads up to 64 KiB (431), streamed responses (watches, long polls)
-chunked, with the connection closed after them; a client that goes away
-ends its stream. A malformed request gets a 400 and the connection is
-closed; nothing a client sends produces a 500 or takes the port down.
-HTTP/2 without gRPC (``curl --http2-prior-knowledge``) is not served.
+HTTP/1.1 itself is real_net/http1.py. Nothing a client sends produces a 500
+or takes the port down. HTTP/2 without gRPC (``curl --http2-prior-knowledge``)
+is not served, nor a gRPC client over TLS that offers no ALPN.
 
 Entry point: ``serve_client_port`` (the twin of ``grpc_server.start_server``,
 returning an object with the same ``url``/``endpoint``/``stop``).
@@ -45,8 +38,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.utils
-import html
 import logging
 import os
 import secrets
@@ -55,10 +46,7 @@ import socket
 import ssl
 import sys
 import tempfile
-import urllib.parse
 from collections.abc import Coroutine
-from dataclasses import dataclass
-from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -67,8 +55,9 @@ import grpc
 from kv.mvcc import DEFAULT_MAX_TXN_OPS
 from real_net import certs
 from real_net.backend import Backend
-from real_net.gateway import CORS_HEADERS, Gateway, HttpRequest, HttpResponse, error_response
+from real_net.gateway import Gateway, HttpRequest, HttpResponse
 from real_net.grpc_server import DEFAULT_MAX_REQUEST_BYTES, ServerTLS, add_port, build_server
+from real_net.http1 import MAX_HEAD_BYTES, Http1Server, plain_error, unclean_path_redirect
 from real_net.v2keys import V2Keys
 
 log = logging.getLogger("raftkv.client_port")
@@ -76,8 +65,6 @@ log = logging.getLogger("raftkv.client_port")
 __all__ = ["ClientPort", "serve_client_port", "alpn_protocols"]
 
 HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-MAX_HEAD_BYTES = 64 * 1024
-MAX_HEADERS = 100
 # How long a new connection may take to send enough bytes to be classified.
 CLASSIFY_TIMEOUT = 10.0
 # A JSON request of max_request_bytes is at most ~4/3 of it in base64, plus the JSON around it.
@@ -206,81 +193,7 @@ class _Relay(asyncio.Protocol):
             self.transport.close()
 
 
-# ------------------------------------------------------------------ HTTP/1.1
-
-
-class _BadRequest(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-def _http_date() -> str:
-    return email.utils.formatdate(usegmt=True)
-
-
-def _head(status: int, headers: list[tuple[str, str]], extra: list[tuple[str, str]]) -> bytes:
-    try:
-        phrase = HTTPStatus(status).phrase
-    except ValueError:
-        phrase = "Status"
-    lines = [f"HTTP/1.1 {status} {phrase}"]
-    lines += [f"{k}: {v}" for k, v in headers]
-    lines.append(f"Date: {_http_date()}")
-    lines += [f"{k}: {v}" for k, v in extra]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-
-
-def _plain_error(status: int, message: str) -> HttpResponse:
-    return HttpResponse(
-        status,
-        [*CORS_HEADERS, ("Content-Type", "text/plain; charset=utf-8")],
-        (message + "\n").encode(),
-    )
-
-
-def _clean_path(p: str) -> str:
-    """Go's ServeMux cleanPath: path.Clean, keeping one trailing slash."""
-    if not p.startswith("/"):
-        p = "/" + p
-    parts: list[str] = []
-    for seg in p.split("/"):
-        if seg in ("", "."):
-            continue
-        if seg == "..":
-            if parts:
-                parts.pop()
-        else:
-            parts.append(seg)
-    clean = "/" + "/".join(parts)
-    if p.endswith("/") and clean != "/":
-        clean += "/"
-    return clean
-
-
-def _unclean_path_redirect(req: HttpRequest) -> HttpResponse | None:
-    """etcd's handlers sit behind Go's ServeMux, which answers a path that is not clean
-    ("//", "/./", "/../", after %-decoding) with a 301 to the clean one."""
-    decoded = urllib.parse.unquote(req.path, errors="replace")
-    clean = _clean_path(decoded)
-    if clean == decoded:
-        return None
-    location = urllib.parse.quote(clean, safe="/:@!$&'()*+,;=") + (f"?{req.query}" if req.query else "")
-    headers = [*CORS_HEADERS, ("Location", location)]
-    body = b""
-    if req.method in ("GET", "HEAD"):
-        headers.append(("Content-Type", "text/html; charset=utf-8"))
-        body = f'<a href="{html.escape(location)}">Moved Permanently</a>.\n\n'.encode()
-    return HttpResponse(301, headers, body)
-
-
 # ------------------------------------------------------------------ the port
-
-
-@dataclass(frozen=True, slots=True)
-class _Limits:
-    max_body_bytes: int
 
 
 class ClientPort:
@@ -311,7 +224,7 @@ class ClientPort:
             ctx = certs.client_server_context(tls.cert_file, tls.key_file, tls.trusted_ca_file, tls.client_cert_auth)
             ctx.set_alpn_protocols(["http/1.1"])
             self._ssl = ctx
-        self._limits = _Limits(max_body_bytes)
+        self._http = Http1Server(self._dispatch, max_body_bytes)
         sockname = listener.getsockname()
         self.host: str = sockname[0]
         self.port: int = sockname[1]
@@ -474,7 +387,7 @@ class ClientPort:
         writer = asyncio.StreamWriter(transport, protocol, reader, loop)
         self._writers.add(writer)
         try:
-            await self._http_loop(reader, writer)
+            await self._http.serve_connection(reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError, OSError):
             pass
         finally:
@@ -483,153 +396,16 @@ class ClientPort:
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
 
-    async def _http_loop(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while True:
-            try:
-                req, keep_alive = await self._read_request(reader, writer)
-            except _BadRequest as e:
-                await self._write(writer, error_response(grpc.StatusCode.INVALID_ARGUMENT, e.message, status=e.status),
-                                  head_only=False, keep_alive=False)  # fmt: skip
-                return
-            if req is None:
-                return
-            try:
-                resp = await self._dispatch(req)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # a bug, not bad input: answer, log, keep serving
-                log.exception("client port: %s %s failed", req.method, req.path)
-                resp = error_response(grpc.StatusCode.INTERNAL, "raftkv: internal error")
-            if resp.stream is not None:
-                await self._write_stream(reader, writer, resp, head_only=req.method == "HEAD")
-                return
-            await self._write(writer, resp, head_only=req.method == "HEAD", keep_alive=keep_alive)
-            if not keep_alive:
-                return
-
     async def _dispatch(self, req: HttpRequest) -> HttpResponse:
-        redirect = _unclean_path_redirect(req)
+        redirect = unclean_path_redirect(req)
         if redirect is not None:
             return redirect
         resp = await self.gateway.handle(req)
         if resp is None and self.v2 is not None:
             resp = await self.v2.handle(req)
         if resp is None:
-            resp = _plain_error(404, "404 page not found")
+            resp = plain_error(404, "404 page not found")
         return resp
-
-    async def _read_request(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> tuple[HttpRequest | None, bool]:
-        try:
-            raw = await reader.readuntil(b"\r\n\r\n")
-        except asyncio.IncompleteReadError as e:
-            if e.partial.strip():
-                raise _BadRequest(400, "malformed HTTP request") from None
-            return None, False
-        except asyncio.LimitOverrunError:
-            raise _BadRequest(431, "request header fields too large") from None
-        lines = raw[:-4].decode("latin-1").split("\r\n")
-        while lines and not lines[0]:
-            lines.pop(0)  # RFC 9112: ignore empty lines before a request line
-        if not lines:
-            raise _BadRequest(400, "malformed HTTP request")
-        parts = lines[0].split(" ")
-        if len(parts) != 3 or not parts[2].startswith("HTTP/1.") or not parts[0].isalpha():
-            raise _BadRequest(400, f"malformed HTTP request {lines[0][:80]!r}")
-        method, target, version = parts
-        if len(lines) - 1 > MAX_HEADERS:
-            raise _BadRequest(431, "too many header fields")
-        headers: dict[str, str] = {}
-        for line in lines[1:]:
-            name, sep, value = line.partition(":")
-            if not sep or not name or name != name.strip():
-                raise _BadRequest(400, f"malformed header line {line[:80]!r}")
-            key = name.lower()
-            value = value.strip()
-            headers[key] = f"{headers[key]}, {value}" if key in headers else value
-        connection = headers.get("connection", "").lower()
-        keep_alive = "close" not in connection if version == "HTTP/1.1" else "keep-alive" in connection
-        path, _, query = target.partition("?")
-        body = await self._read_body(reader, writer, headers)
-        return HttpRequest(method=method, path=path, query=query, headers=headers, body=body), keep_alive
-
-    async def _read_body(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, headers: dict[str, str]
-    ) -> bytes:
-        limit = self._limits.max_body_bytes
-        chunked = "chunked" in headers.get("transfer-encoding", "").lower()
-        length = 0
-        if not chunked and "content-length" in headers:
-            text = headers["content-length"]
-            if not text.isdigit():
-                raise _BadRequest(400, f"bad Content-Length {text[:40]!r}")
-            length = int(text)
-            if length > limit:
-                raise _BadRequest(413, f"http: request body too large ({length} bytes, at most {limit})")
-        if headers.get("expect", "").lower() == "100-continue" and (chunked or length > 0):
-            writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-            await writer.drain()
-        if not chunked:
-            return await reader.readexactly(length) if length else b""
-        body = bytearray()
-        while True:
-            try:
-                size_line = await reader.readuntil(b"\r\n")
-            except (asyncio.LimitOverrunError, asyncio.IncompleteReadError):
-                raise _BadRequest(400, "malformed chunked body") from None
-            size_text = size_line[:-2].split(b";", 1)[0].strip()
-            try:
-                size = int(size_text, 16)
-            except ValueError:
-                raise _BadRequest(400, "malformed chunk size") from None
-            if size == 0:
-                # Trailers, up to the empty line.
-                while (await reader.readuntil(b"\r\n")) != b"\r\n":
-                    pass
-                return bytes(body)
-            if len(body) + size > limit:
-                raise _BadRequest(413, f"http: request body too large (more than {limit} bytes)")
-            body += await reader.readexactly(size)
-            if await reader.readexactly(2) != b"\r\n":
-                raise _BadRequest(400, "malformed chunked body")
-
-    async def _write(self, writer: asyncio.StreamWriter, resp: HttpResponse, *, head_only: bool, keep_alive: bool) -> None:
-        extra = [("Content-Length", str(len(resp.body)))]
-        if not keep_alive:
-            extra.append(("Connection", "close"))
-        writer.write(_head(resp.status, resp.headers, extra) + (b"" if head_only else resp.body))
-        await writer.drain()
-
-    async def _write_stream(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, resp: HttpResponse, *, head_only: bool
-    ) -> None:
-        assert resp.stream is not None
-        stream = resp.stream
-
-        async def pump() -> None:
-            writer.write(_head(resp.status, resp.headers, [("Transfer-Encoding", "chunked"), ("Connection", "close")]))
-            await writer.drain()
-            async for chunk in stream:
-                if chunk and not head_only:
-                    writer.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
-                    await writer.drain()
-            writer.write(b"0\r\n\r\n")
-            await writer.drain()
-
-        # The client going away (EOF or reset) ends the stream; so does the stream ending.
-        pumping = asyncio.ensure_future(pump())
-        gone = asyncio.ensure_future(reader.read(64 * 1024))
-        try:
-            done, _ = await asyncio.wait({pumping, gone}, return_when=asyncio.FIRST_COMPLETED)
-            if pumping in done:
-                pumping.result()
-        finally:
-            for task in (pumping, gone):
-                task.cancel()
-            await asyncio.gather(pumping, gone, return_exceptions=True)
-            with contextlib.suppress(Exception):
-                await stream.aclose()  # releases the watch behind it, iterated or not
 
 
 async def serve_client_port(
