@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from real_net.gateway import JSONError, loads, message_to_json, parse_message
+from real_net.jsonpb import JSONError, loads, message_to_json, parse_message
 from real_net.proto import kv_pb2
 from real_net.proto import rpc_pb2 as pb
 
