@@ -336,3 +336,25 @@ def test_path_time_and_ttl_helpers_follow_go() -> None:
     assert go_time(1_700_000_000_123_400_000) == "2023-11-14T22:13:20.1234Z"
     assert go_time(1_700_000_000_000_000_000) == "2023-11-14T22:13:20Z"
     assert go_ttl(5_000_000_000, 0) == 5 and go_ttl(4_500_000_000, 0) == 5 and go_ttl(-500_000_000, 0) == 0
+
+
+def test_a_stream_watch_sends_every_matching_event_until_the_client_hangs_up(port: PortThread) -> None:
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port.port.port), timeout=10) as s:
+        s.sendall(b"GET /v2/keys/st?wait=true&stream=true&recursive=true HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.3)
+        for i in range(3):
+            call(port.url, "PUT", f"/v2/keys/st/k{i}", form(value=i))
+        buf = b""
+        deadline = time.monotonic() + 10
+        while buf.count(b'"action"') < 3:
+            assert time.monotonic() < deadline, buf
+            buf += s.recv(65536)
+    assert b"Transfer-Encoding: chunked" in buf
+    values = re.findall(rb'"key":"/st/k(\d)"', buf)
+    assert values == [b"0", b"1", b"2"]
+    deadline = time.monotonic() + 10
+    while call(port.url, "GET", "/v2/stats/store").json["watchers"] != 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
