@@ -71,7 +71,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--procs", type=int, default=0,
                    help="client processes (default: as many as CPUs, at most 4): one Python process "
                    "cannot drive a fast server alone")
-    p.add_argument("--conns", type=int, default=4, help="gRPC channels per client process (default: 4)")
+    p.add_argument("--conns", type=int, default=2, help="gRPC channels per client process (default: 2)")
     p.add_argument("--data-dir", type=Path, help="keep the local clusters' data here (default: a temp dir)")
     p.add_argument("--unsafe-no-fsync", action="store_true",
                    help="local raftkv and etcd skip fsync (what the disk costs, measured by difference)")
@@ -326,27 +326,40 @@ def start_etcd(directory: Path, nodes: int, tls: bool, no_fsync: bool) -> LocalC
 # --------------------------------------------------------------------- main
 
 
-def bench_system(
-    system: str, write_urls: list[str], read_urls: list[str], tls: ClientTLS | None, args: argparse.Namespace
-) -> list[Result]:
+@dataclass(slots=True)
+class Target:
+    """One system under test: where writes go (the leader) and where reads go (all)."""
+
+    name: str
+    write_urls: list[str]
+    read_urls: list[str]
+    tls: ClientTLS | None
+
+
+def bench_targets(targets: Sequence[Target], args: argparse.Namespace) -> list[Result]:
+    """Every workload on every target, interleaved (workload by workload), so a change of
+    load on the machine during the run hits all systems alike."""
     workloads = [w for w in args.workloads.split(",") if w]
     for w in workloads:
         if w not in WORKLOADS:
             raise ValueError(f"unknown workload {w!r} (choose from {', '.join(WORKLOADS)})")
     procs = args.procs or min(4, os.cpu_count() or 1)
     show = sys.stderr.isatty()
-    print(f"{system}: prefilling {args.key_space} keys...", file=sys.stderr, flush=True)
-    asyncio.run(_prefill(write_urls, tls, args.key_space, args.small_size))
+    for t in targets:
+        print(f"{t.name}: prefilling {args.key_space} keys...", file=sys.stderr, flush=True)
+        asyncio.run(_prefill(t.write_urls, t.tls, args.key_space, args.small_size))
     results = []
     for i, w in enumerate(workloads):
         size = args.value_size if w == "put-1k" else args.small_size
-        job = Job(w, tuple(write_urls), tuple(read_urls), tls, args.clients, args.conns, args.seconds, size,
-                  args.key_space, seed=1000 * i)  # fmt: skip
-        r = run_workload(system, job, procs, show)
-        print(f"{system:7} {w:17} {r.rate:9.0f} req/s  p50 {r.percentile(0.5) * 1e3:.2f} ms  "
-              f"p99 {r.percentile(0.99) * 1e3:.2f} ms  errors {r.errors}", file=sys.stderr, flush=True)  # fmt: skip
-        results.append(r)
-    return results
+        for t in targets:
+            job = Job(w, tuple(t.write_urls), tuple(t.read_urls), t.tls, args.clients, args.conns, args.seconds,
+                      size, args.key_space, seed=1000 * i)  # fmt: skip
+            r = run_workload(t.name, job, procs, show)
+            print(f"{t.name:7} {w:17} {r.rate:9.0f} req/s  p50 {r.percentile(0.5) * 1e3:.2f} ms  "
+                  f"p99 {r.percentile(0.99) * 1e3:.2f} ms  errors {r.errors}", file=sys.stderr, flush=True)  # fmt: skip
+            results.append(r)
+    order = {t.name: k for k, t in enumerate(targets)}
+    return sorted(results, key=lambda r: order[r.system])
 
 
 def run_bench(args: argparse.Namespace) -> int:
@@ -362,23 +375,24 @@ def run_bench(args: argparse.Namespace) -> int:
                 continue
             if st.leader == st.header.member_id:
                 leader = url
-        results += bench_system("target", [leader], urls, tls, args)
+        results = bench_targets([Target("target", [leader], urls, tls)], args)
     else:
         tmp = None
         root = args.data_dir
         if root is None:
             tmp = tempfile.mkdtemp(prefix="raftkv-bench-")
             root = Path(tmp)
+        clusters: list[LocalCluster] = []
         try:
             systems = [("raftkv", start_raftkv)] + ([("etcd", start_etcd)] if args.etcd else [])
             for name, start in systems:
                 print(f"starting a local {name} cluster of {args.nodes} in {root / name}...", file=sys.stderr)
-                cluster = start(root / name, args.nodes, args.tls, args.unsafe_no_fsync)
-                try:
-                    results += bench_system(name, [cluster.leader_url()], cluster.urls, cluster.tls, args)
-                finally:
-                    cluster.stop()
+                clusters.append(start(root / name, args.nodes, args.tls, args.unsafe_no_fsync))
+            targets = [Target(c.system, [c.leader_url()], c.urls, c.tls) for c in clusters]
+            results = bench_targets(targets, args)
         finally:
+            for c in clusters:
+                c.stop()
             if tmp is not None:
                 shutil.rmtree(tmp, ignore_errors=True)
     print()
