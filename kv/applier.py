@@ -100,8 +100,10 @@ class StateMachine:
 
     # ------------------------------------------------------------- reads
 
-    def read(self, req: api.RangeRequest | api.TxnRequest) -> Outcome:
-        """A Range or a read-only Txn against the current state."""
+    def read(self, req: api.RangeRequest | api.TxnRequest | api.MemberListRequest) -> Outcome:
+        """A Range, a read-only Txn or a member list against the current state."""
+        if isinstance(req, api.MemberListRequest):
+            return api.MemberListResponse(members=self.member_list())
         try:
             resp, _ = self.store.apply(req)
         except RaftKVError as e:

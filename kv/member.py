@@ -64,6 +64,7 @@ from kv.raft.storage import MemoryStorage
 from kv.watch import WatchHub
 
 Token = Hashable
+ReadRequest = api.RangeRequest | api.TxnRequest | api.MemberListRequest  # what ReadIndex serves
 Outcome = Any  # a kv.api response dataclass, or the RaftKVError the request failed with
 
 # etcd's defaults (embed/config.go): 1.5 MiB requests, a snapshot every 100,000
@@ -124,7 +125,7 @@ class MemberReady:
 @dataclass(slots=True)
 class _ReadRound:
     ctx: bytes
-    waiting: list[tuple[Token, api.RangeRequest | api.TxnRequest]]
+    waiting: list[tuple[Token, ReadRequest]]
     sent_at: float
     index: int = -1  # the ReadIndex answer; -1 until it arrives
 
@@ -168,7 +169,7 @@ class Member:
         self.seq = 0
         self.pending: dict[int, Token] = {}  # seq of this incarnation's proposals -> client token
         self.read_round: _ReadRound | None = None
-        self.read_queue: list[tuple[Token, api.RangeRequest | api.TxnRequest]] = []
+        self.read_queue: list[tuple[Token, ReadRequest]] = []
         self.read_ready: list[_ReadRound] = []  # answered rounds waiting for apply to reach their index
         self.responses: list[tuple[Token, Outcome]] = []
         self.watch_responses: list[tuple[Token, api.WatchResponse]] = []
@@ -295,6 +296,8 @@ class Member:
             check_request(req)
             serializable = isinstance(req, api.RangeRequest) and req.serializable
             self._read(token, req, serializable)
+        elif isinstance(req, api.MemberListRequest) and req.linearizable:
+            self._read(token, req, False)  # etcd 3.5's linearizable member list goes through ReadIndex
         elif isinstance(req, _WATCH_REQUESTS):
             self._watch(token, req)
         elif isinstance(req, _READ_QUERIES):
@@ -328,7 +331,7 @@ class Member:
 
     # ----------------------------------------------------------------- reads
 
-    def _read(self, token: Token, req: api.RangeRequest | api.TxnRequest, serializable: bool) -> None:
+    def _read(self, token: Token, req: ReadRequest, serializable: bool) -> None:
         if serializable:
             self.responses.append((token, self._fill(self.sm.read(req))))
             return

@@ -221,11 +221,11 @@ def register(prefix: bytes, name: bytes, address: bytes, lease_id: int) -> Recip
     return int(resp.header.revision)
 
 
-def read_then_watch(prefix: bytes) -> Recipe[tuple[dict[bytes, bytes], int]]:
-    """The configuration under `prefix` and the revision to watch from (the next one),
-    so every later change is seen exactly once."""
+def read_then_watch(prefix: bytes) -> Recipe[tuple[dict[bytes, api.KeyValue], int]]:
+    """Everything under `prefix` (key -> KeyValue) and the revision to watch from (the
+    next one), so every later change is seen exactly once."""
     resp = yield api.RangeRequest(key=prefix, range_end=prefix_range_end(prefix))
-    return {kv.key: kv.value for kv in resp.kvs}, resp.header.revision + 1
+    return {kv.key: kv for kv in resp.kvs}, resp.header.revision + 1
 
 
 # ---------------------------------------------------------------- the driver

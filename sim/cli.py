@@ -36,10 +36,13 @@ HELP = {
     "max_msg_bytes": "Raft's max_size_per_msg: bytes of entries per append message (one entry at least); "
     "a small value splits batches, which widens the window of the commit-old-term bug",
     "workload": "client workload: register (get/put/delete/cas on a few keys with unique values), txn "
-    "(multi-key transactions), lock (etcd's mutex with fencing tokens)",
+    "(multi-key transactions), lock (etcd's mutex with fencing tokens), election (campaign/proclaim/"
+    "resign/observe), watch (watchers resuming across faults), lease (expiry vs keep-alive), discovery "
+    "(service registry with leases + watch), config (read, then watch from the next revision); "
+    "'all' in a sweep runs each",
     "clients": "number of concurrent simulated clients",
     "rate": "client operations per simulated second, all clients together",
-    "keys": "register and txn workloads: number of keys the clients share",
+    "keys": "register and txn workloads: number of keys the clients share (txn uses at least 10)",
     "lock_fencing": "lock workload: guard each write with the lock key's create revision (the fencing token); "
     "false shows Jepsen's lost update when clients pause past their lease",
     "client_timeout": "seconds a client waits for an answer before recording the operation as info",
@@ -186,14 +189,16 @@ def _sweep_one(opts: RunOptions) -> dict[str, Any]:
     try:
         result = simulate(opts)
     except Exception as e:  # a crash of the simulator itself is a failure of this seed, reported as such
-        return {"seed": opts.seed, "ok": False, "failures": [f"simulator crashed: {type(e).__name__}: {e}"],
+        return {"seed": opts.seed, "workload": opts.workload, "ok": False,
+                "failures": [f"simulator crashed: {type(e).__name__}: {e}"],
                 "replay": opts.replay_command(), "wall": 0.0, "sim": 0.0, "history": None}
     history = None
     if not result.ok and opts.out:
         paths = write_outputs(result, Path(opts.out), plots=False)
         history = str(paths["history"])
     s = result.summary
-    return {"seed": opts.seed, "ok": result.ok, "failures": s["failures"], "replay": s["replay"],
+    return {"seed": opts.seed, "workload": opts.workload, "ok": result.ok, "failures": s["failures"],
+            "replay": s["replay"],
             "wall": s["wall_seconds"], "sim": s["sim_seconds"], "history": history}
 
 
@@ -208,19 +213,31 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     first = base.seed if args.seed is not None else 1
     seeds = range(first, first + args.seeds)
     out_root = Path(args.out) if args.out else None
-    runs = [base.with_(seed=s, out=str(out_root / f"seed-{s}") if out_root else "") for s in seeds]
+    from sim.workloads import WORKLOADS
+
+    workloads = sorted(WORKLOADS) if base.workload == "all" else [base.workload]
+    runs = [
+        base.with_(seed=s, workload=w, out=str(out_root / f"{w}-seed-{s}") if out_root else "")
+        for s in seeds
+        for w in workloads
+    ]
     print(base.with_(seed=first).banner().replace(f"seed={first}", f"seeds={first}..{first + args.seeds - 1}"))
     results = sweep(runs, jobs=args.jobs, progress=not args.no_progress)
     failed = [r for r in results if not r["ok"]]
     wall = sum(r["wall"] for r in results)
     sim_s = sum(r["sim"] for r in results)
-    print(f"\n{len(results)} seeds: {len(results) - len(failed)} passed, {len(failed)} failed "
-          f"({sim_s:g} simulated s in {wall:.1f} wall s of simulation)")
+    print(f"\n{len(results)} runs ({args.seeds} seeds x {len(workloads)} workloads): {len(results) - len(failed)} "
+          f"passed, {len(failed)} failed ({sim_s:g} simulated s in {wall:.1f} wall s of simulation)")
+    if len(workloads) > 1:
+        print(f"\n{'workload':10} {'runs':>5} {'failed':>6}")
+        for w in workloads:
+            mine = [r for r in results if r["workload"] == w]
+            print(f"{w:10} {len(mine):>5} {sum(not r['ok'] for r in mine):>6}")
     if failed:
-        print(f"\n{'seed':>6}  {'failure':60}  replay")
+        print(f"\n{'seed':>6}  {'workload':10} {'failure':60}  replay")
         for r in failed:
             reason = r["failures"][0] if r["failures"] else "?"
-            print(f"{r['seed']:>6}  {reason[:60]:60}  {r['replay']}")
+            print(f"{r['seed']:>6}  {r['workload']:10} {reason[:60]:60}  {r['replay']}")
             if r["history"]:
                 print(f"{'':>6}  history: {r['history']}")
     return 1 if failed else 0
@@ -251,7 +268,7 @@ def sweep(runs: list[RunOptions], jobs: int = 1, progress: bool = True) -> list[
                 bar.update(1)
                 bar.set_postfix(failed=failures)
     bar.close()
-    return sorted(results, key=lambda r: r["seed"])
+    return sorted(results, key=lambda r: (r["seed"], r["workload"]))
 
 
 # --------------------------------------------------------------------- bench

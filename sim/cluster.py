@@ -101,6 +101,9 @@ class Slot:
     # Set when the member was re-added to a running cluster: the membership it joins
     # (etcd's --initial-cluster-state=existing); None for a founding member.
     join_members: dict[int, api.Member] | None = None
+    # The membership fault's operator at work on this slot (removing or re-adding its
+    # member); no second membership fault may touch the slot meanwhile.
+    operator: simpy.Process | None = None
     incarnation: int = 0
     last_applied: int = 0
 

@@ -64,19 +64,23 @@ def remove_member(env: simpy.Environment, cluster: SimCluster, slot: Slot) -> Pr
     return False
 
 
-def add_member(env: simpy.Environment, cluster: SimCluster, slot: Slot) -> Proc:
-    """Put a member back in the slot: make sure the old one is out, MemberAdd a new one, start it."""
-    members = yield from _members(env, cluster)
-    if members is None:
-        return False
-    if slot.raft_id in {m.ID for m in members}:
-        if slot.member is not None and not slot.removed:
-            return True  # the removal never took effect: the member is still in
-        ok = yield from remove_member(env, cluster, slot)
-        if not ok:
-            return False
-    elif not slot.removed:
-        cluster.remove(slot)  # removed, but the answer was lost: stop it now
+def add_member(env: simpy.Environment, cluster: SimCluster, slot: Slot, removing: simpy.Process | None = None) -> Proc:
+    """Put a member back in the slot: let the removal in progress finish (or finish it: a
+    MemberRemove whose answer was lost may still commit later, so the operator makes sure it
+    did), then MemberAdd a new one and start it."""
+    try:
+        if removing is not None and removing.is_alive:
+            yield removing
+        if not slot.removed:
+            ok = yield from remove_member(env, cluster, slot)
+            if not ok:
+                return False
+        return (yield from _add(env, cluster, slot))
+    finally:
+        slot.operator = None
+
+
+def _add(env: simpy.Environment, cluster: SimCluster, slot: Slot) -> Proc:
     url = peer_url(slot.slot, slot.incarnation + 1)
     outcome = yield from _admin_call(env, cluster, api.MemberAddRequest(peer_urls=(url,)))
     if isinstance(outcome, ErrPeerURLExist):  # an earlier attempt got in; find its ID

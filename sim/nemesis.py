@@ -175,11 +175,12 @@ class Nemesis:
             self._log_start(ev, f"{s.name} fsync {s.disk.slow_factor:.0f}x slower; power loss at the end")
         elif f is Fault.MEMBERSHIP:
             s = self._slot(int(p.get("node", 0)))
-            if s is None or s.removed or s.member is None:
-                self._log_start(ev, "nothing to remove")
+            if s is None or s.removed or s.member is None or s.operator is not None:
+                self._log_start(ev, "nothing to remove" if s is None or s.operator is None
+                                else f"{s.name} is still being replaced: nothing to remove")
                 return
             a.slots = [s]
-            a.operator = self.env.process(remove_member(self.env, c, s))
+            a.operator = s.operator = self.env.process(remove_member(self.env, c, s))
             self._log_start(ev, f"removing {s.name} (member {s.raft_id:x})")
         elif f in _MESSAGE_FAULTS:
             self._refresh_message_faults()
@@ -211,10 +212,8 @@ class Nemesis:
                     c.restart(s)
                     detail = f"{s.name} lost power and restarted from its synced writes"
         elif f is Fault.MEMBERSHIP:
-            if a.operator is not None and a.operator.is_alive:
-                a.operator.interrupt()
             for s in a.slots:
-                self.env.process(add_member(self.env, c, s))
+                s.operator = self.env.process(add_member(self.env, c, s, a.operator))
             detail = f"re-adding {_names([s.slot for s in a.slots])} with an empty disk" if a.slots else ""
         elif f in _MESSAGE_FAULTS:
             self._refresh_message_faults()

@@ -123,8 +123,11 @@ def _show(v: object) -> str:
 
 
 def parse_faults(text: str) -> tuple[Fault, ...]:
-    """``"partition,kill,pause"`` -> faults; "" or "none" -> no faults; an unknown name is an error."""
+    """``"partition,kill,pause"`` -> faults; "" or "none" -> no faults; "all" -> every fault;
+    an unknown name is an error."""
     names = [n.strip() for n in text.split(",") if n.strip() and n.strip() != "none"]
+    if "all" in names:
+        return tuple(Fault)
     out: list[Fault] = []
     for n in names:
         try:

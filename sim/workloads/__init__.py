@@ -12,6 +12,8 @@ linearizability check every kv history gets. Register a new one in
 from __future__ import annotations
 
 from sim.workloads.base import Invocation, Workload, WorkloadCheck
+from sim.workloads.discovery import ConfigWorkload, DiscoveryWorkload
+from sim.workloads.election import ElectionWorkload
 from sim.workloads.lease import LeaseWorkload
 from sim.workloads.lock import LockWorkload
 from sim.workloads.register import RegisterWorkload
@@ -24,6 +26,9 @@ WORKLOADS: dict[str, type[Workload]] = {
     LockWorkload.name: LockWorkload,
     WatchWorkload.name: WatchWorkload,
     LeaseWorkload.name: LeaseWorkload,
+    ElectionWorkload.name: ElectionWorkload,
+    DiscoveryWorkload.name: DiscoveryWorkload,
+    ConfigWorkload.name: ConfigWorkload,
 }
 
 

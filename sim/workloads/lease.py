@@ -26,7 +26,7 @@ import simpy
 from kv import api
 from kv.errors import RaftKVError
 from kv.raft.messages import EntryType
-from sim.check import Verdict, check_lease, render_text
+from sim.check import check_lease
 from sim.clients import ClientContext, request
 from sim.history import Operation, Status
 from sim.workloads.base import Invocation, Workload, WorkloadCheck
@@ -47,6 +47,7 @@ class LeaseWorkload(Workload):
         self.expired: dict[int, float] = {}  # lease -> when its revoke first applied
         self.client_revokes: set[int] = set()
         self._keys = itertools.count(1)
+        self.clock_faults = False
 
     def spawn_clients(self, ctx: ClientContext) -> None:
         ctx.cluster.apply_observers.append(self._observe_applied)
@@ -137,8 +138,20 @@ class LeaseWorkload(Workload):
         expiries = [{"op": "expire", "lease": lease, "time": round(t, 6)} for lease, t in sorted(self.expired.items())]
         return {"lease.jsonl": sorted(self.records, key=lambda r: (r["call"], r["client"])) + expiries}
 
+    def configure(self, options: Any) -> None:
+        self.clock_faults = "clock" in options.nemesis.split(",") or options.nemesis == "all"
+
     def check(self, history: Sequence[Operation]) -> WorkloadCheck:
         result = check_lease(self.files()["lease.jsonl"])
-        ok = result.verdict is Verdict.OK
-        problems = () if ok else tuple(render_text(result).splitlines()[:10])
-        return WorkloadCheck(f"lease: {len(self.expired)} expiries, keys never lost early nor kept late", ok, problems)
+        violations = list(result.violations)
+        if self.clock_faults:
+            # A lease's TTL is measured on the leader's clock (etcd's lessor, on its monotonic
+            # clock). The clock fault moves a simulated member's only clock, so a leader whose
+            # clock jumps ahead expires leases early *in true time*: with it, only the other
+            # half is judged (keys never outlive their lease).
+            violations = [v for v in violations if "before its TTL ran out" not in v.reason
+                          and "was certainly alive" not in v.reason]
+        ok = not violations
+        problems = () if ok else tuple(v.reason for v in violations[:10])
+        what = "kept late" if self.clock_faults else "lost early nor kept late"
+        return WorkloadCheck(f"lease: {len(self.expired)} expiries, keys never {what}", ok, problems)

@@ -102,5 +102,5 @@ def test_sweep_lists_failing_seeds_with_their_replay_commands(capsys: pytest.Cap
             "--no-progress"]
     assert cli_main(args) == 1
     text = capsys.readouterr().out
-    assert "4 seeds:" in text and "failed" in text
+    assert "4 runs (4 seeds x 1 workloads)" in text and "failed" in text
     assert "python -m sim run --seed " in text

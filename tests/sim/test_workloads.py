@@ -75,3 +75,36 @@ def test_lease_workload_catches_lease_follower_clock_and_the_same_seeds_pass_wit
     for s in range(1, found + 1):
         r = simulate(opts.with_(seed=s))
         assert r.ok, (s, r.summary["failures"])
+
+
+def test_election_discovery_and_config_workloads_pass_under_faults() -> None:
+    for workload in ("election", "discovery", "config"):
+        r = simulate(SHORT.with_(workload=workload, nemesis="partition,kill,pause", seed=4))
+        assert r.ok, (workload, r.summary["failures"])
+        assert r.summary["workload_check"]["ok"], workload
+
+
+def test_the_election_checker_finds_two_leaders_acting_at_once() -> None:
+    from sim.workloads.election import check_election
+
+    records = [
+        {"client": 1, "op": "won", "term": 5, "call": 0.0, "return": 1.0},
+        {"client": 2, "op": "won", "term": 9, "call": 0.5, "return": 2.0},
+        {"client": 1, "op": "proclaim", "term": 5, "call": 2.5, "return": 2.6, "value": "stale"},
+        {"client": 7, "op": "observe", "term": 9, "call": 3.0, "return": 3.0},
+        {"client": 7, "op": "observe", "term": 5, "call": 3.5, "return": 3.5},
+    ]
+    problems = check_election(records)
+    assert any("two leaders at once" in p for p in problems)
+    assert any("out of order" in p for p in problems)
+    assert check_election(records[:2]) == []
+
+
+def test_sweep_of_every_workload_under_every_nemesis_runs_clean() -> None:
+    from sim.cli import sweep
+    from sim.workloads import WORKLOADS
+
+    runs = [SHORT.with_(seed=s, workload=w, nemesis="all", nodes=5) for s in (1, 2) for w in sorted(WORKLOADS)]
+    results = sweep(runs, jobs=2, progress=False)
+    failed = [(r["workload"], r["seed"], r["failures"]) for r in results if not r["ok"]]
+    assert not failed, failed
