@@ -175,9 +175,15 @@ class Nemesis:
             self._log_start(ev, f"{s.name} fsync {s.disk.slow_factor:.0f}x slower; power loss at the end")
         elif f is Fault.MEMBERSHIP:
             s = self._slot(int(p.get("node", 0)))
-            if s is None or s.removed or s.member is None or s.operator is not None:
-                self._log_start(ev, "nothing to remove" if s is None or s.operator is None
-                                else f"{s.name} is still being replaced: nothing to remove")
+            busy = [o.name for o in c.slots.values() if o.operator is not None or o.removed]
+            if busy:
+                # One membership change at a time, as an operator following etcd's runbook
+                # would (and etcd's strict reconfig check enforces): otherwise removals pile up
+                # faster than replacements catch up and the cluster loses its quorum for good.
+                self._log_start(ev, f"{', '.join(busy)} still being replaced: skipped")
+                return
+            if s is None or s.member is None:
+                self._log_start(ev, "nothing to remove")
                 return
             a.slots = [s]
             a.operator = s.operator = self.env.process(remove_member(self.env, c, s))

@@ -1,7 +1,7 @@
 """The txn workload: multi-key transactions, checked for linearizability across keys.
 
 Each operation is one etcd Txn with no guard whose success branch runs two to
-four micro-operations (get / put / delete) on the shared keys, atomically in
+four micro-operations (get / put) on the shared keys, atomically in
 one revision. Written values are unique, so the checker can pin every read to
 one write; a txn joins the keys it touches into one component of the check
 (sim/check decomposes by key otherwise).
@@ -16,7 +16,11 @@ from typing import Any
 from kv import api
 from sim.workloads.base import Invocation, Workload
 
-MICRO_MIX = (("get", 2), ("put", 2), ("delete", 1))
+# No deletes: a read of "absent" could be explained by any pending (info) delete of the
+# key, which keeps every such txn in the search; with unique put values an unobserved
+# pending txn can be dropped instead (sim/check/decompose.py). The register workload
+# covers deletes.
+MICRO_MIX = (("get", 1), ("put", 1))
 # Txns over few keys tie every operation to every other; with many `info` txns (a
 # harsh nemesis) the linearizability search then explodes. Ten keys keep it quick.
 MIN_KEYS = 10
@@ -24,7 +28,7 @@ MIN_KEYS = 10
 
 class TxnWorkload(Workload):
     name = "txn"
-    description = "multi-key transactions (get/put/delete micro-ops in one Txn), linearizable across keys"
+    description = "multi-key transactions (get/put micro-ops in one Txn), linearizable across keys"
 
     def __init__(self, keys: int) -> None:
         super().__init__(max(keys, MIN_KEYS))
