@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import multiprocessing as mp
 import os
 import random
@@ -179,14 +180,14 @@ def _worker(job: Job, progress: Any, out: Any) -> None:
 
 
 def run_workload(system: str, job: Job, procs: int, show: bool) -> Result:
-    ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+    ctx: Any = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
     progress = ctx.Value("q", 0)
     out = ctx.Queue()
     per_proc = [job.clients // procs + (1 if i < job.clients % procs else 0) for i in range(procs)]
     workers = [
         ctx.Process(
             target=_worker,
-            args=(Job(**{**_asdict(job), "clients": n, "conns": job.conns, "seed": job.seed + i}), progress, out),
+            args=(dataclasses.replace(job, clients=n, seed=job.seed + i), progress, out),
             daemon=True,
         )
         for i, n in enumerate(per_proc)
@@ -224,10 +225,6 @@ def run_workload(system: str, job: Job, procs: int, show: bool) -> Result:
             raise RuntimeError(f"a client process failed: {r!r}")
     latencies = [x for lat, _ in results for x in lat]
     return Result(system, job.workload, job.seconds, latencies, sum(e for _, e in results))
-
-
-def _asdict(job: Job) -> dict[str, Any]:
-    return {f: getattr(job, f) for f in job.__slots__}  # type: ignore[attr-defined]
 
 
 async def _prefill(urls: Sequence[str], tls: ClientTLS | None, key_space: int, size: int) -> None:

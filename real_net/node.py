@@ -41,7 +41,7 @@ import asyncio
 import itertools
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -80,8 +80,8 @@ class MemberNode:
         self._clock = clock
         self._inbox: deque[Message] = deque()
         self._requests: deque[tuple[Any, Any]] = deque()
-        self._futures: dict[int, asyncio.Future[Any]] = {}
-        self._streams: dict[int, _WatchStream] = {}
+        self._futures: dict[Hashable, asyncio.Future[Any]] = {}
+        self._streams: dict[Hashable, _WatchStream] = {}
         self._tokens = itertools.count(1)
         # (deadline, token) of requests in submission order; the timeout is constant, so
         # the deque is sorted and the loop expires requests from its front.
