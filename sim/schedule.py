@@ -159,7 +159,7 @@ def generate(
         lo, hi = HOLD.get(fault, DEFAULT_HOLD)
         while t < fault_phase:
             stop = min(t + rng.uniform(lo, hi) * scale, fault_phase)
-            params = _params(fault, nodes, rng, stop - t)
+            params = fault_params(fault, nodes, rng, stop - t)
             events.append(FaultEvent(t, fault, Action.START, next_id, params))
             events.append(FaultEvent(stop, fault, Action.STOP, next_id, {}))
             next_id += 1
@@ -169,7 +169,7 @@ def generate(
     return events
 
 
-def _params(fault: Fault, nodes: int, rng: random.Random, hold: float) -> dict[str, Any]:
+def fault_params(fault: Fault, nodes: int, rng: random.Random, hold: float) -> dict[str, Any]:
     slots = list(range(1, nodes + 1))
     if fault is Fault.PARTITION:
         rng.shuffle(slots)
