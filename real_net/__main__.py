@@ -99,6 +99,10 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                    help="how long a request may wait for the cluster (default: 5000 + 2 x election timeout)")
     p.add_argument("--unsafe-no-fsync", action="store_true",
                    help="skip fsync (etcd's flag of the same name): a crash may lose acknowledged writes")
+    p.add_argument("--client-api", choices=("all", "grpc"), default="all",
+                   help="all: the client port serves v3 gRPC, the v3 JSON gateway and the v2 keys API, "
+                   "as etcd's does; grpc: gRPC only, without the connection relay (less CPU per "
+                   "request) (default: all)")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"),
                    help="log verbosity on stderr (default: info)")
 
@@ -196,6 +200,7 @@ def _serve(args: argparse.Namespace) -> int:
         max_request_bytes=args.max_request_bytes,
         request_timeout=args.request_timeout,
         unsafe_no_fsync=args.unsafe_no_fsync,
+        client_api=args.client_api,
     )
     return asyncio.run(serve(config))
 

@@ -76,6 +76,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", type=Path, help="keep the local clusters' data here (default: a temp dir)")
     p.add_argument("--unsafe-no-fsync", action="store_true",
                    help="local raftkv and etcd skip fsync (what the disk costs, measured by difference)")
+    p.add_argument("--client-api", choices=("all", "grpc"), default="all",
+                   help="the local raftkv members' --client-api (default: all, as etcd's one client port)")
 
 
 # ----------------------------------------------------------------- results
@@ -265,8 +267,8 @@ class LocalCluster:
         launcher.stop_all(self.procs)
 
 
-def start_raftkv(directory: Path, nodes: int, tls: bool, no_fsync: bool) -> LocalCluster:
-    extra = ["--unsafe-no-fsync"] if no_fsync else []
+def start_raftkv(directory: Path, nodes: int, tls: bool, no_fsync: bool, client_api: str = "all") -> LocalCluster:
+    extra = (["--unsafe-no-fsync"] if no_fsync else []) + ["--client-api", client_api]
     specs, paths = launcher.plan(directory, nodes, plain=not tls, extra=extra)
     procs = [launcher.spawn(s) for s in specs]
     client_tls = launcher.client_tls(paths) if tls else None
@@ -381,10 +383,11 @@ def run_bench(args: argparse.Namespace) -> int:
             root = Path(tmp)
         clusters: list[LocalCluster] = []
         try:
-            systems = [("raftkv", start_raftkv)] + ([("etcd", start_etcd)] if args.etcd else [])
-            for name, start in systems:
-                print(f"starting a local {name} cluster of {args.nodes} in {root / name}...", file=sys.stderr)
-                clusters.append(start(root / name, args.nodes, args.tls, args.unsafe_no_fsync))
+            print(f"starting a local raftkv cluster of {args.nodes} in {root / 'raftkv'}...", file=sys.stderr)
+            clusters.append(start_raftkv(root / "raftkv", args.nodes, args.tls, args.unsafe_no_fsync, args.client_api))
+            if args.etcd:
+                print(f"starting a local etcd cluster of {args.nodes} in {root / 'etcd'}...", file=sys.stderr)
+                clusters.append(start_etcd(root / "etcd", args.nodes, args.tls, args.unsafe_no_fsync))
             targets = [Target(c.system, [c.leader_url()], c.urls, c.tls) for c in clusters]
             results = bench_targets(targets, args)
         finally:

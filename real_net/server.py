@@ -26,6 +26,9 @@ rules for what a member is:
   MemberAdd is dialed once the change applies, a removed one is dropped. A
   member that learns it was removed (it applied its removal, or a peer says
   so) shuts down, as etcd's does ("the member has been permanently removed").
+* **One client port, as etcd's.** By default it is ``real_net.client_port``:
+  v3 gRPC, the v3 JSON gateway and the v2 keys API on the same socket
+  (``--client-api grpc`` serves gRPC alone, without that port's relay).
 * **TLS by URL scheme.** ``https://`` client URLs serve TLS with
   ``--cert-file``/``--key-file`` (and with ``--client-cert-auth`` require a
   client certificate signed by ``--trusted-ca-file``); ``http://`` serves
@@ -59,6 +62,7 @@ from kv.errors import ConfigError, CorruptRecord
 from kv.member import Member, MemberConfig
 from kv.raft.config import RaftConfig
 from real_net import certs
+from real_net.client_port import ClientPort, serve_client_port
 from real_net.disk_storage import DiskStorage
 from real_net.grpc_server import DEFAULT_MAX_REQUEST_BYTES, ClientAPIServer, ServerTLS, start_server
 from real_net.node import MemberNode
@@ -152,6 +156,9 @@ class ServerConfig:
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     request_timeout: float = 0.0  # 0: etcd's 5 s + 2 x election timeout
     unsafe_no_fsync: bool = False
+    # "all": etcd's one client port (v3 gRPC, the v3 JSON gateway and the v2 keys API,
+    # real_net.client_port); "grpc": the gRPC server alone (no relay: less CPU per request).
+    client_api: str = "all"
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -188,6 +195,8 @@ class ServerConfig:
             raise ConfigError("election-timeout must be at least 5 times heartbeat-interval")
         if self.snapshot_count <= 0:
             raise ConfigError("snapshot-count must be greater than 0")
+        if self.client_api not in ("all", "grpc"):
+            raise ConfigError(f"client-api must be all or grpc, got {self.client_api!r}")
         if self.request_timeout == 0:
             object.__setattr__(self, "request_timeout", 5.0 + 2 * self.election_timeout)
 
@@ -317,7 +326,7 @@ class MemberServer:
         self.member: Member | None = None
         self.node: MemberNode | None = None
         self.transport: Transport | None = None
-        self.client_server: ClientAPIServer | None = None
+        self.client_server: ClientAPIServer | ClientPort | None = None
         self.removed = False
         self._done = asyncio.Event()
         self._poller: asyncio.Task[None] | None = None
@@ -397,9 +406,14 @@ class MemberServer:
         if scheme == "https":
             assert cfg.cert_file is not None and cfg.key_file is not None
             tls = ServerTLS(cfg.cert_file, cfg.key_file, cfg.trusted_ca_file, cfg.client_cert_auth)
-        self.client_server = await start_server(
-            node, host, port, tls=tls, max_request_bytes=cfg.max_request_bytes
-        )
+        if cfg.client_api == "grpc":
+            self.client_server = await start_server(
+                node, host, port, tls=tls, max_request_bytes=cfg.max_request_bytes
+            )
+        else:
+            self.client_server = await serve_client_port(
+                node, host, port, tls=tls, max_request_bytes=cfg.max_request_bytes
+            )
         log.info(
             "member %s (id %x, cluster %x) serving clients on %s, peers on %s%s",
             cfg.name, identity.member_id, identity.cluster_id, self.client_server.url, cfg.listen_peer_url,

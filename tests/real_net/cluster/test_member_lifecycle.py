@@ -260,3 +260,18 @@ def test_sigterm_stops_a_member_cleanly_and_releases_its_data_dir(cluster: Clust
     node.start()
     cluster.wait_ready()
     assert os.path.exists(node.data_dir / "member" / "identity.json")
+
+
+def test_the_client_port_also_serves_etcds_json_gateway_through_a_follower(cluster: Cluster) -> None:
+    import base64
+    import json
+    import urllib.request
+
+    follower = cluster.followers()[0]
+    ctx = ssl.create_default_context(cafile=str(cluster.paths.ca))
+    ctx.load_cert_chain(str(cluster.paths.client.cert), str(cluster.paths.client.key))
+    body = json.dumps({"key": base64.b64encode(b"via-json").decode(), "value": base64.b64encode(b"1").decode()})
+    req = urllib.request.Request(f"{cluster.nodes[follower].client_url}/v3/kv/put", data=body.encode(), method="POST")
+    with urllib.request.urlopen(req, context=ctx, timeout=10) as resp:
+        assert resp.status == 200 and "header" in json.loads(resp.read())
+    assert cluster.etcdctl("get", "via-json", on=[cluster.leader()]).stdout == "via-json\n1\n"
