@@ -26,13 +26,18 @@ Raft's safety properties (paper Figure 3) are checked after every step by
 
 Randomness comes from one seed (``sim.seeds.child_rng``): the same seed and
 the same calls give the same run.
+
+The last section reads a full simulated run (``sim.run.RunResult``) the way the
+notebooks need: which member served a client operation (``member_of``), what
+that member was at a given time (``role_at``) and which faults were in force
+(``faults_at``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kv.errors import ProposalDropped
 from kv.raft import Entry, EntryType, HardState, MemoryStorage, Message, MessageType, RaftConfig, RaftNode, Role
@@ -41,6 +46,11 @@ from kv.raft.log import CommittedEntryConflict
 from kv.raft.node import Ready
 from sim.distributions import Latency
 from sim.seeds import child_rng
+
+if TYPE_CHECKING:
+    from sim.history import Operation
+    from sim.run import RunResult
+    from sim.timeline import FaultSpan
 
 DOWN = "down"  # the role recorded for a crashed node
 
@@ -486,4 +496,33 @@ class RaftWorld:
         return [(r.time, r.term) for r in self.roles if r.node == i and r.role != DOWN]
 
 
-__all__ = ["DOWN", "Applied", "Flight", "Note", "RaftWorld", "ReadyRecord", "RoleChange", "matches"]
+# ------------------------------------------------------------ reading a simulated run
+
+
+def member_of(result: RunResult, op: Operation) -> int:
+    """The slot of the member that a history operation was sent to."""
+    for rec in result.records:
+        if rec.client == op.client and round(rec.call, 6) == round(op.call, 6):
+            return int(rec.slot)
+    raise LookupError(f"no client record for {op.describe()}")
+
+
+def role_at(result: RunResult, slot: int, t: float) -> tuple[str, int] | None:
+    """(role, term) of the member in `slot` at time t, as the run's timeline recorded it
+    ("down" and "paused" are roles there too); None before its first record."""
+    last = None
+    for r in result.cluster.timeline.roles:
+        if r.slot == slot and r.time <= t:
+            last = (r.role, r.term)
+    return last
+
+
+def faults_at(result: RunResult, t: float, fault: str | None = None) -> list[FaultSpan]:
+    """The faults (of this kind, e.g. "partition") in force at time t."""
+    end = result.options.duration
+    return [f for f in result.cluster.timeline.faults
+            if (fault is None or f.fault == fault) and f.start <= t <= (end if f.stop is None else f.stop)]
+
+
+__all__ = ["DOWN", "Applied", "Flight", "Note", "RaftWorld", "ReadyRecord", "RoleChange", "faults_at", "matches",
+           "member_of", "role_at"]

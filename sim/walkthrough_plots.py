@@ -37,6 +37,7 @@ NOTE_COLOURS = {"crash": "#d62728", "restart": "#2ca02c", "partition": "#9467bd"
 # Terms 1..10 get distinct colours (tab10), as the paper's figures colour entries by term.
 TERM_COLOURS = ["#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#dbdb8d",
                 "#9edae5", "#c7c7c7"]
+SHADE_COLOURS = ["#fcbba1", "#fee391", "#c7e9c0", "#d0d1e6", "#fde0ef", "#e5f5e0"]
 OP_COLOURS = {OpKind.GET: "#1f77b4", OpKind.PUT: "#ff7f0e", OpKind.CAS: "#2ca02c", OpKind.DELETE: "#9467bd",
               OpKind.TXN: "#8c564b"}
 
@@ -343,17 +344,19 @@ def history_timeline(ops: Sequence[Operation], *, result: CheckResult | None = N
         raise ValueError("no operation in the window")
     lo = min(op.call for op in chosen) if start is None else start
     hi = max(op.call if op.return_ is None else op.return_ for op in chosen) if end is None else end
+    if start is None or end is None:  # a margin around what is drawn, so the labels fit
+        pad = max(hi - lo, 1e-3) * 0.04
+        lo, hi = (lo - pad if start is None else lo), (hi + pad if end is None else hi)
     lanes = sorted({op.client for op in chosen})
     lane = {c: n for n, c in enumerate(lanes)}
     show_labels = len(chosen) <= 60 if labels is None else labels
     fig = Figure(figsize=(12, 1.6 + 0.32 * len(lanes)), layout="constrained")
     ax = fig.subplots()
-    shade_kinds = []
+    shade_colour: dict[str, str] = {}
     for s0, s1, label in shade:
         if s1 >= lo and s0 <= hi:
-            ax.axvspan(max(s0, lo), min(s1, hi), color="#fcbba1", alpha=0.35, lw=0)
-            if label not in shade_kinds:
-                shade_kinds.append(label)
+            colour = shade_colour.setdefault(label, SHADE_COLOURS[len(shade_colour) % len(SHADE_COLOURS)])
+            ax.axvspan(max(s0, lo), min(s1, hi), color=colour, alpha=0.35, lw=0)
     for op in chosen:
         stop = hi if op.return_ is None else op.return_
         hot = op.index in marked
@@ -362,7 +365,9 @@ def history_timeline(ops: Sequence[Operation], *, result: CheckResult | None = N
                 hatch="//" if op.return_ is None else None,
                 edgecolor="#d62728" if hot else OP_COLOURS[op.op], linewidth=2.2 if hot else 0.3)
         if hot or show_labels:
-            ax.text(op.call, lane[op.client] - 0.36, describe_call(op), fontsize=7 if hot else 6,
+            near_right = op.call > lo + 0.7 * (hi - lo)  # label leftwards from the bar's end
+            ax.text(stop if near_right else op.call, lane[op.client] - 0.36, describe_call(op),
+                    fontsize=7 if hot else 6, ha="right" if near_right else "left",
                     color="#8b0000" if hot else "#333333", weight="bold" if hot else "normal", clip_on=True)
     ax.set_yticks(range(len(lanes)), [f"client {c}" for c in lanes])
     ax.set_ylim(len(lanes) - 0.4, -0.8)
@@ -376,7 +381,7 @@ def history_timeline(ops: Sequence[Operation], *, result: CheckResult | None = N
         handles.append(Patch(fc="white", ec="black", hatch="//", label="info (outcome unknown)"))
     if marked:
         handles.append(Patch(fc="white", ec="#d62728", lw=2, label="in the counterexample"))
-    handles += [Patch(color="#fcbba1", alpha=0.35, label=s) for s in shade_kinds]
+    handles += [Patch(color=c, alpha=0.35, label=label) for label, c in shade_colour.items()]
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, title="operation")
     return fig
 
