@@ -344,6 +344,9 @@ class SimCluster:
 
     def _arrive_watch(self, slot: Slot, stream: Any, request: Any) -> None:
         if slot.member is None:
+            # Connection refused: the client hears it at once, as it would from a dead host.
+            self._watch_slot.pop(stream, None)
+            self._watch_response(stream, ErrStopped())
             return
         slot.requests.append((stream, request))
         self.poke_input(slot)
