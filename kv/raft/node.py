@@ -294,13 +294,17 @@ class RaftNode:
     # ----------------------------------------------------------------- outputs
 
     def has_ready(self) -> bool:
+        prev = self._prev_hard_state
         return bool(
             self.msgs
             or self.log.unstable
             or self.log.unstable_snapshot is not None
             or self.log.has_next_committed()
             or self.read_states
-            or self._hard_state() != self._prev_hard_state
+            # field by field: no HardState built on the hot path (the driver asks after every input)
+            or self.term != prev.term
+            or self.vote != prev.vote
+            or self.log.committed != prev.commit
         )
 
     def ready(self) -> Ready | None:
