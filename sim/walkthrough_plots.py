@@ -386,6 +386,84 @@ def history_timeline(ops: Sequence[Operation], *, result: CheckResult | None = N
     return fig
 
 
+# ------------------------------------------------------------------ spans over time
+
+SPAN_COLOURS = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c"]
+MARK_STYLES = [("o", "#2ca02c"), ("X", "#d62728"), ("v", "#1f77b4"), ("s", "#9467bd"), ("D", "#8c564b")]
+
+
+def span_figure(spans: Sequence[tuple[str, float, float, str]], *, title: str, lanes: Sequence[str] | None = None,
+                events: Sequence[tuple[float, str]] = (), marks: Sequence[tuple[str, float, str]] = (),
+                texts: Sequence[tuple[str, float, str]] = (), xlabel: str = "simulated time (s)",
+                ylabel: str = "", colours: Mapping[str, str] | None = None,
+                xlim: tuple[float, float] | None = None) -> Figure:
+    """Intervals on lanes, one colour per kind: `spans` are (lane, start, end, kind). `events`
+    (time, label) are drawn as dashed vertical lines (e.g. faults), `marks` (lane, time, kind)
+    as markers, `texts` (lane, time, text) as small labels. Lanes top to bottom in `lanes`
+    order (default: first appearance)."""
+    order = list(lanes) if lanes is not None else list(dict.fromkeys(
+        [sp[0] for sp in spans] + [m[0] for m in marks] + [t[0] for t in texts]))
+    row = {lane: n for n, lane in enumerate(order)}
+    kinds = list(dict.fromkeys(sp[3] for sp in spans))
+    colour = {k: (colours or {}).get(k, SPAN_COLOURS[n % len(SPAN_COLOURS)]) for n, k in enumerate(kinds)}
+    fig = Figure(figsize=(11, 1.5 + 0.42 * len(order)), layout="constrained")
+    ax = fig.subplots()
+    for lane, start, end, kind in spans:
+        ax.broken_barh([(start, max(end - start, 1e-3))], (row[lane] - 0.32, 0.64), color=colour[kind], lw=0)
+    mark_kinds = list(dict.fromkeys(m[2] for m in marks))
+    style = {k: MARK_STYLES[n % len(MARK_STYLES)] for n, k in enumerate(mark_kinds)}
+    for lane, t, kind in marks:
+        marker, c = style[kind]
+        ax.plot([t], [row[lane]], marker=marker, color=c, mec="black", ms=8, ls="", zorder=3)
+    for lane, t, text in texts:
+        ax.annotate(text, (t, row[lane]), xytext=(2, 8), textcoords="offset points", fontsize=7)
+    for n, (t, label) in enumerate(sorted(events)):
+        ax.axvline(t, color="#7f7f7f", ls="--", lw=1)
+        top = n % 2 == 1  # alternate bottom and top, so that close events stay readable
+        ax.annotate(label, (t, 1 if top else 0), xycoords=("data", "axes fraction"), xytext=(2, -2 if top else 2),
+                    textcoords="offset points", fontsize=7, color="#555555", rotation=90,
+                    va="top" if top else "bottom")
+    ax.set_yticks(range(len(order)), order)
+    ax.set_ylim(len(order) - 0.5, -0.6)
+    if xlim is not None:
+        ax.set_xlim(*xlim)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    handles: list[Any] = [Patch(color=colour[k], label=k) for k in kinds]
+    handles += [Line2D([], [], marker=style[k][0], color=style[k][1], mec="black", ls="", label=k) for k in mark_kinds]
+    if events:
+        handles.append(Line2D([], [], color="#7f7f7f", ls="--", label="event (labelled)"))
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    return fig
+
+
+def step_figure(series: Mapping[str, Sequence[tuple[float, float]]], *, title: str, ylabel: str,
+                xlabel: str = "simulated time (s)", events: Sequence[tuple[float, str]] = (),
+                xlim: tuple[float, float] | None = None) -> Figure:
+    """One step line per series of (time, value) points (the value holds until the next point)."""
+    fig = Figure(figsize=(11, 3.8), layout="constrained")
+    ax = fig.subplots()
+    end = xlim[1] if xlim is not None else max((t for pts in series.values() for t, _ in pts), default=1.0)
+    for n, (label, pts) in enumerate(series.items()):
+        if pts:
+            xs = [t for t, _ in pts] + [end]
+            ys = [v for _, v in pts] + [pts[-1][1]]
+            ax.step(xs, ys, where="post", label=label, lw=2.2 if n == 0 else 1.4, ls="-" if n == 0 else "--")
+    for t, label in events:
+        ax.axvline(t, color="#7f7f7f", ls=":", lw=1)
+        ax.annotate(label, (t, 1), xycoords=("data", "axes fraction"), xytext=(2, -2), textcoords="offset points",
+                    fontsize=7, color="#555555", rotation=90, va="top")
+    if xlim is not None:
+        ax.set_xlim(*xlim)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    return fig
+
+
 # ------------------------------------------------------------------ distributions
 
 
@@ -429,4 +507,4 @@ def bar_figure(values: Mapping[str, float], *, title: str, xlabel: str, ylabel: 
 
 
 __all__ = ["ROLE_COLOURS", "Table", "bar_figure", "cdf_figure", "history_timeline", "log_grids", "message_label",
-           "role_timeline", "sequence_diagram"]
+           "role_timeline", "sequence_diagram", "span_figure", "step_figure"]

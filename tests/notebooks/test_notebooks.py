@@ -43,6 +43,16 @@ def kernel_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)}
 
 
+def test_there_are_five_walkthroughs() -> None:
+    assert [p.stem for p in NOTEBOOKS] == [
+        "01-leader-election",
+        "02-log-replication",
+        "03-faults-and-linearizability",
+        "04-raft-paper-figure-16",
+        "05-etcd-recipes",
+    ]
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_committed_notebook_carries_its_outputs_and_no_error(path: Path) -> None:
     nb = nbformat.read(path, as_version=4)
