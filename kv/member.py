@@ -111,7 +111,8 @@ class MemberConfig:
 
     @property
     def min_lease_ttl(self) -> int:
-        return min_lease_ttl(self.raft.election_timeout_max, self.raft.heartbeat_interval)
+        # etcd's --election-timeout is the *lower* bound of its randomized range [E, 2E).
+        return min_lease_ttl(self.raft.election_timeout_min, self.raft.heartbeat_interval)
 
 
 @dataclass(frozen=True, slots=True)
