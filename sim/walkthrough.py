@@ -216,8 +216,8 @@ class RaftWorld:
     def restart(self, i: int) -> RaftNode:
         """Start node i again from what its disk kept (Raft's persistent state, Figure 2)."""
         self.incarnation[i] += 1
+        self.checker.node_restarted(i)  # its commit index restarts from what the disk kept
         self._start(i, self.disks[i].recover(), self.disks[i])
-        self.checker.node_restarted(i)
         self.note(f"n{i} restarts from its disk", "restart")
         self._process(i)
         return self.nodes[i]
