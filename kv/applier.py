@@ -37,7 +37,6 @@ from kv.errors import (
 )
 from kv.lease import Lessor
 from kv.mvcc import MVCCStore, check_request, is_read_only_txn
-from kv.raft.messages import ConfChangeType
 
 Outcome = Any  # a kv.api response dataclass, or the RaftKVError it failed with
 

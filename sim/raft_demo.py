@@ -304,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     longest = max(logs.values(), key=len)
     converged = all(longest[: len(v)] == v for v in logs.values()) and all(len(v) == len(longest) for v in logs.values())
     print()
-    print(f"applied entries per node: " + ", ".join(f"n{i}={len(v)}" for i, v in logs.items()))
+    print("applied entries per node: " + ", ".join(f"n{i}={len(v)}" for i, v in logs.items()))
     print(f"all nodes applied the same log: {'yes' if converged else 'NO'}")
     if world.violations:
         print(f"SafetyChecker: {len(world.violations)} violation(s)")

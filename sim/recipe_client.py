@@ -103,3 +103,40 @@ def _recheck(env: simpy.Environment, cluster: SimCluster, slot: int, op: Any, ti
     if answered and isinstance(got, api.RangeResponse) and any(kv.mod_revision > op.revision for kv in got.kvs):
         return got.header.revision
     return None
+
+
+class Session:
+    """A client's etcd session (concurrency.Session): a lease it keeps alive every TTL/3
+    from a process of its own until ``close``. ``paused`` stops the keep-alives, as a
+    process pause (GC, SIGSTOP) would."""
+
+    def __init__(self, env: simpy.Environment, cluster: SimCluster, slot: int, lease: int, ttl: int,
+                 timeout: float) -> None:
+        self.env, self.cluster, self.slot = env, cluster, slot
+        self.lease, self.ttl, self.timeout = lease, ttl, timeout
+        self.paused = False
+        self._keeper = env.process(self._keep_alive())
+
+    def _keep_alive(self) -> Proc:
+        try:
+            while True:
+                yield self.env.timeout(self.ttl / 3)
+                if not self.paused:
+                    req = api.LeaseKeepAliveRequest(ID=self.lease)
+                    yield from request(self.env, self.cluster, self.slot, req, self.timeout)
+        except simpy.Interrupt:
+            return
+
+    def close(self) -> Proc:
+        """Stop the keep-alives and revoke the lease (best effort: it expires anyway)."""
+        if self._keeper.is_alive:
+            self._keeper.interrupt()
+        yield from request(self.env, self.cluster, self.slot, api.LeaseRevokeRequest(ID=self.lease), self.timeout)
+
+
+def open_session(env: simpy.Environment, cluster: SimCluster, slot: int, ttl: int, timeout: float) -> Proc:
+    """Grant a lease on the member in `slot` and keep it alive: the Session, or None."""
+    answered, grant = yield from request(env, cluster, slot, api.LeaseGrantRequest(TTL=ttl), timeout)
+    if not answered or isinstance(grant, RaftKVError):
+        return None
+    return Session(env, cluster, slot, grant.ID, grant.TTL, timeout)

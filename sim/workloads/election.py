@@ -23,11 +23,11 @@ from typing import Any
 
 import simpy
 
-from kv import api, recipes
+from kv import recipes
 from kv.errors import RaftKVError
-from sim.clients import ClientContext, request
+from sim.clients import ClientContext
 from sim.history import Operation
-from sim.recipe_client import Unanswered, run_recipe
+from sim.recipe_client import Unanswered, open_session, run_recipe
 from sim.workloads.base import Invocation, Workload, WorkloadCheck
 
 ELECTION = b"election"
@@ -62,15 +62,13 @@ class ElectionWorkload(Workload):
         slots = sorted(cluster.slots)
         while env.now < ctx.stop_at:
             slot = rng.choice(slots)
-            answered, grant = yield from request(env, cluster, slot, api.LeaseGrantRequest(TTL=SESSION_TTL), ctx.timeout)
-            if not answered or isinstance(grant, RaftKVError):
+            session = yield from open_session(env, cluster, slot, SESSION_TTL, ctx.timeout)
+            if session is None:
                 yield env.timeout(rng.uniform(0.05, 0.3))
                 continue
-            session = {"alive": True}
-            keeper = env.process(_keep_alive(ctx, slot, grant.ID, grant.TTL, session))
             call = env.now
             try:
-                held = yield from run_recipe(env, cluster, slot, recipes.campaign(ELECTION, grant.ID, b"candidate"),
+                held = yield from run_recipe(env, cluster, slot, recipes.campaign(ELECTION, session.lease, b"candidate"),
                                              ctx.timeout, give_up_at=ctx.stop_at)
             except (RaftKVError, recipes.LockLost, Unanswered):
                 held = None
@@ -90,10 +88,7 @@ class ElectionWorkload(Workload):
                     yield from run_recipe(env, cluster, slot, recipes.resign(held), ctx.timeout, give_up_at=ctx.stop_at)
                 except (RaftKVError, recipes.NotLeader, Unanswered):
                     pass
-            session["alive"] = False
-            if keeper.is_alive:
-                keeper.interrupt()
-            yield from request(env, cluster, slot, api.LeaseRevokeRequest(ID=grant.ID), ctx.timeout)
+            yield from session.close()
             yield env.timeout(rng.expovariate(ctx.rate / ctx.clients))
 
     def _observer(self, ctx: ClientContext, rng: random.Random, client: int) -> Proc:
@@ -155,14 +150,3 @@ def check_election(records: Sequence[dict[str, Any]]) -> list[str]:
             problems.append(f"observer {o['client']} saw term {o['term']} after term {prev} (leaders out of order)")
         last[o["client"]] = max(prev, o["term"])
     return problems
-
-
-def _keep_alive(ctx: ClientContext, slot: int, lease: int, ttl: int, session: dict[str, bool]) -> Proc:
-    env = ctx.env
-    try:
-        while session["alive"]:
-            yield env.timeout(ttl / 3)
-            if session["alive"]:
-                yield from request(env, ctx.cluster, slot, api.LeaseKeepAliveRequest(ID=lease), ctx.timeout)
-    except simpy.Interrupt:
-        return

@@ -33,7 +33,7 @@ from kv.errors import RaftKVError
 from sim.check import Verdict, check_lock, render_text
 from sim.clients import ClientContext, Record, classify_error, request
 from sim.history import Operation, Status
-from sim.recipe_client import Unanswered, run_recipe
+from sim.recipe_client import Session, Unanswered, open_session, run_recipe
 from sim.workloads.base import Invocation, Workload, WorkloadCheck
 
 LOCK = b"lock"
@@ -70,20 +70,15 @@ class LockWorkload(Workload):
         slots = sorted(cluster.slots)
         while env.now < ctx.stop_at:
             slot = rng.choice(slots)
-            answered, grant = yield from request(env, cluster, slot, api.LeaseGrantRequest(TTL=SESSION_TTL), ctx.timeout)
-            if not answered or isinstance(grant, RaftKVError):
+            session = yield from open_session(env, cluster, slot, SESSION_TTL, ctx.timeout)
+            if session is None:
                 yield env.timeout(rng.uniform(0.05, 0.2))
                 continue
-            session = _Session(grant.ID, grant.TTL)
-            keeper = env.process(self._keep_alive(ctx, slot, session))
             yield from self._round(ctx, rng, client, slot, session)
-            session.alive = False
-            if keeper.is_alive:
-                keeper.interrupt()
-            yield from request(env, cluster, slot, api.LeaseRevokeRequest(ID=session.lease), ctx.timeout)
+            yield from session.close()
             yield env.timeout(rng.expovariate(ctx.rate / ctx.clients))
 
-    def _round(self, ctx: ClientContext, rng: random.Random, client: int, slot: int, session: _Session) -> Proc:
+    def _round(self, ctx: ClientContext, rng: random.Random, client: int, slot: int, session: Session) -> Proc:
         env = ctx.env
         call = env.now
         try:
@@ -143,16 +138,6 @@ class LockWorkload(Workload):
             rec.output = inv.output(outcome)
         return rec.status
 
-    def _keep_alive(self, ctx: ClientContext, slot: int, session: _Session) -> Proc:
-        env = ctx.env
-        try:
-            while session.alive:
-                yield env.timeout(session.ttl / 3)
-                if session.alive and not session.paused:
-                    yield from request(env, ctx.cluster, slot, api.LeaseKeepAliveRequest(ID=session.lease), ctx.timeout)
-        except simpy.Interrupt:
-            return
-
     def _lock_record(self, client: int, op: str, token: int | None, call: float, ret: float | None, status: Status,
                      **extra: Any) -> None:
         rec = {"client": client, "op": op, "lock": LOCK.decode(), "create_revision": token, "call": round(call, 6),
@@ -173,14 +158,6 @@ class LockWorkload(Workload):
         ok = result.verdict is Verdict.OK
         problems = () if ok else tuple(render_text(result).splitlines()[:10])
         return WorkloadCheck("lock: fenced mutual exclusion", ok, problems)
-
-
-class _Session:
-    def __init__(self, lease: int, ttl: int) -> None:
-        self.lease = lease
-        self.ttl = ttl
-        self.alive = True
-        self.paused = False
 
 
 def _output(op: str) -> Any:
