@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from sim.history import OpKind, Status
+from sim.history import OpKind, Status, operation_to_dict
 from sim.options import RunOptions
 from sim.run import simulate
 
@@ -108,3 +108,16 @@ def test_sweep_of_every_workload_under_every_nemesis_runs_clean() -> None:
     results = sweep(runs, jobs=2, progress=False)
     failed = [(r["workload"], r["seed"], r["failures"]) for r in results if not r["ok"]]
     assert not failed, failed
+
+
+def test_every_workload_is_deterministic_per_seed() -> None:
+    import json as _json
+
+    from sim.workloads import WORKLOADS
+
+    for workload in sorted(WORKLOADS):
+        opts = SHORT.with_(workload=workload, nemesis="partition,kill,pause,membership", seed=11, duration=5.0)
+        a, b = simulate(opts), simulate(opts)
+        assert [operation_to_dict(op) for op in a.history] == [operation_to_dict(op) for op in b.history], workload
+        assert _json.dumps(a.workload_files, sort_keys=True) == _json.dumps(b.workload_files, sort_keys=True), workload
+        assert a.summary["failures"] == b.summary["failures"] == [], (workload, a.summary["failures"])
