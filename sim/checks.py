@@ -109,9 +109,17 @@ class RunChecks:
         self.check_hashes(now, live)
 
     def check_hashes(self, now: float, live: list[Slot]) -> None:
+        # Only members at the same revision can be compared: hash those alone (hashing
+        # is the costly part: it reads every kept version).
+        revisions: dict[int, int] = {}
+        for s in live:
+            assert s.member is not None
+            revisions[s.member.revision] = revisions.get(s.member.revision, 0) + 1
         by_revision: dict[int, tuple[int, str]] = {}
         for s in live:
             assert s.member is not None
+            if revisions[s.member.revision] < 2:
+                continue
             h, rev = s.member.hash_kv()
             self.hash_checks += 1
             seen = by_revision.setdefault(rev, (h, s.name))
