@@ -153,6 +153,18 @@ def run(lib: Any, a: Any, b: Any, c: Any, events_mod: Any) -> dict[str, Any]:
         "after_revoke": {"get": b.get(P + "l")[0], "ttl": info_after.TTL, "keys": [s(x) for x in info_after.keys]},
     }  # fmt: skip
 
+    # lease queries on another member see grants and revokes already acknowledged (etcd
+    # forwards them to the leader); 20 rounds, as a lagging follower shows up in ~1 in 5
+    stale = 0
+    for _ in range(20):
+        lx = a.lease(30)
+        a.put(P + "lx", "x", lease=lx)
+        i1 = b.get_lease_info(lx.id)
+        lx.revoke()
+        i2 = b.get_lease_info(lx.id)
+        stale += (i1.TTL <= 0 or list(i1.keys) != [(P + "lx").encode()]) + (i2.TTL != -1 or len(i2.keys) > 0)
+    out["lease"]["stale_time_to_live"] = stale
+
     # expiry: a 2 s lease, its key watched on another member
     short = a.lease(2)
     short_granted = short.granted_ttl

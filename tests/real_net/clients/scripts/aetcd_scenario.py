@@ -157,6 +157,18 @@ async def run(a: aetcd.Client, b: aetcd.Client, c: aetcd.Client) -> dict[str, An
         "after_revoke": {"get": await b.get(P + b"l"), "ttl": info_after.TTL, "keys": [s(x) for x in info_after.keys]},
     }  # fmt: skip
 
+    # lease queries on another member see grants and revokes already acknowledged (etcd
+    # forwards them to the leader); 20 rounds, as a lagging follower shows up in ~1 in 5
+    stale = 0
+    for _ in range(20):
+        lx = await a.lease(30)
+        await a.put(P + b"lx", b"x", lease=lx)
+        i1 = await b.get_lease_info(lx.id)
+        await lx.revoke()
+        i2 = await b.get_lease_info(lx.id)
+        stale += (i1.TTL <= 0 or list(i1.keys) != [P + b"lx"]) + (i2.TTL != -1 or len(i2.keys) > 0)
+    out["lease"]["stale_time_to_live"] = stale
+
     short = await a.lease(2)
     short_granted = await short.granted_ttl()
     watch = await b.watch(P + b"e", prev_kv=True)
