@@ -99,10 +99,10 @@ class StateMachine:
 
     # ------------------------------------------------------------- reads
 
-    def read(self, req: api.RangeRequest | api.TxnRequest | api.MemberListRequest) -> Outcome:
-        """A Range, a read-only Txn or a member list against the current state."""
-        if isinstance(req, api.MemberListRequest):
-            return api.MemberListResponse(members=self.member_list())
+    def read(self, req: Any, now: float) -> Outcome:
+        """A Range, a read-only Txn, a member list or a lease query against the current state."""
+        if isinstance(req, (api.MemberListRequest, api.LeaseTimeToLiveRequest, api.LeaseLeasesRequest)):
+            return self.query(req, now)
         try:
             resp, _ = self.store.apply(req)
         except RaftKVError as e:

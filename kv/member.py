@@ -64,7 +64,10 @@ from kv.raft.storage import MemoryStorage
 from kv.watch import WatchHub
 
 Token = Hashable
-ReadRequest = api.RangeRequest | api.TxnRequest | api.MemberListRequest  # what ReadIndex serves
+# What ReadIndex serves.
+ReadRequest = (
+    api.RangeRequest | api.TxnRequest | api.MemberListRequest | api.LeaseTimeToLiveRequest | api.LeaseLeasesRequest
+)
 Outcome = Any  # a kv.api response dataclass, or the RaftKVError the request failed with
 
 # etcd's defaults (embed/config.go): 1.5 MiB requests, a snapshot every 100,000
@@ -78,7 +81,7 @@ MAX_GAP_BETWEEN_APPLY_AND_COMMIT = 5_000
 # (etcd's expiredLeaseRetryInterval): the first may have been lost with a leader.
 LEASE_REVOKE_RETRY = 3.0
 
-_READ_QUERIES = (api.LeaseTimeToLiveRequest, api.LeaseLeasesRequest, api.MemberListRequest, api.HashKVRequest)
+_READ_QUERIES = (api.MemberListRequest, api.HashKVRequest)  # answered at once from local state
 _WATCH_REQUESTS = (api.WatchCreateRequest, api.WatchCancelRequest, api.WatchProgressRequest)
 
 
@@ -297,8 +300,13 @@ class Member:
             check_request(req)
             serializable = isinstance(req, api.RangeRequest) and req.serializable
             self._read(token, req, serializable)
-        elif isinstance(req, api.MemberListRequest) and req.linearizable:
-            self._read(token, req, False)  # etcd 3.5's linearizable member list goes through ReadIndex
+        elif isinstance(req, (api.LeaseTimeToLiveRequest, api.LeaseLeasesRequest)) or (
+            isinstance(req, api.MemberListRequest) and req.linearizable
+        ):
+            # Linearizable as etcd's: it forwards lease queries to the leader, and answers a
+            # linearizable member list after a ReadIndex round; here both wait for one, so a
+            # lease granted or revoked through another member is never missed.
+            self._read(token, req, False)
         elif isinstance(req, _WATCH_REQUESTS):
             self._watch(token, req)
         elif isinstance(req, _READ_QUERIES):
@@ -334,13 +342,13 @@ class Member:
 
     def _read(self, token: Token, req: ReadRequest, serializable: bool) -> None:
         if serializable:
-            self.responses.append((token, self._fill(self.sm.read(req))))
+            self.responses.append((token, self._fill(self.sm.read(req, self.now))))
             return
         if self.node.config.has_bug(TeachingBug.STALE_READ):
             # TEACHING BUG stale-read: a linearizable read answered from local state
             # without ReadIndex. A deposed leader or a lagging follower serves stale
             # data (Raft dissertation §6.4 explains why the round is needed).
-            self.responses.append((token, self._fill(self.sm.read(req))))
+            self.responses.append((token, self._fill(self.sm.read(req, self.now))))
             return
         if self.node.lead == NONE:
             raise ErrNoLeader()
@@ -373,7 +381,7 @@ class Member:
         applied = self.node.log.applied
         while self.read_ready and self.read_ready[0].index <= applied:
             for token, req in self.read_ready.pop(0).waiting:
-                self.responses.append((token, self._fill(self.sm.read(req))))
+                self.responses.append((token, self._fill(self.sm.read(req, self.now))))
 
     def _requeue_read_round(self) -> None:
         """The round may never be answered (leader changed, message lost): put its reads

@@ -230,29 +230,13 @@ class LeaseServicer(_Servicer):
                 await _abort(context, e)
             yield convert.to_pb(resp)
 
-    async def _read_barrier(self, context: Context) -> None:
-        """Wait until this member has applied everything committed when the request
-        arrived (one ReadIndex round, through a linearizable count-only Range).
-
-        The Backend answers lease queries from the member's applied state; on a
-        follower that lags, a lease granted or revoked through another member and
-        already acknowledged would still be missing or present. etcd forwards these
-        queries to the leader, so they are linearizable; this barrier makes them so
-        here too."""
-        try:
-            await self.backend.call(api.RangeRequest(key=b"\0", count_only=True))
-        except RaftKVError as e:
-            await _abort(context, e)
-
     async def LeaseTimeToLive(
         self, request: pb.LeaseTimeToLiveRequest, context: Context
     ) -> pb.LeaseTimeToLiveResponse:
-        await self._read_barrier(context)
         resp: pb.LeaseTimeToLiveResponse = await self._call(context, request)
         return resp
 
     async def LeaseLeases(self, request: pb.LeaseLeasesRequest, context: Context) -> pb.LeaseLeasesResponse:
-        await self._read_barrier(context)
         resp: pb.LeaseLeasesResponse = await self._call(context, request)
         return resp
 
