@@ -328,6 +328,11 @@ class Gateway:
             first = None
         except _Aborted as e:
             return error_response(e.code, e.details)
+        except BaseException:
+            # Cancelled (the connection went away) while waiting for the first answer:
+            # end the servicer's call here, or the watch behind it would outlive the client.
+            await responses.aclose()  # type: ignore[attr-defined]
+            raise
 
         async def chunks() -> AsyncIterator[bytes]:
             if first is None:

@@ -285,8 +285,13 @@ def test_a_watch_stream_ends_when_the_client_hangs_up() -> None:
             with socket.create_connection(("127.0.0.1", port.port.port)) as s:
                 s.sendall(b"%s %s HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s"
                           % (b"POST" if body else b"GET", path.encode(), len(body), body))  # fmt: skip
+        # The server may not even have opened those watches yet: wait until none has been
+        # open for a whole second (each one opens, sees the hang-up and closes).
         deadline = time.monotonic() + 15
-        while port.run(_open_streams(port)) and time.monotonic() < deadline:
+        quiet_since = time.monotonic()
+        while time.monotonic() < deadline and time.monotonic() - quiet_since < 1.0:
+            if port.run(_open_streams(port)):
+                quiet_since = time.monotonic()
             time.sleep(0.05)
         assert port.run(_open_streams(port)) == 0
 
