@@ -40,9 +40,19 @@ class SafetyChecker:
         self.applied: dict[int, tuple[int, int, bytes]] = {}  # index -> (term, first applier, data)
         self.last_commit: dict[int, int] = {}
         self.violations: list[Violation] = []
+        self._reported: set[Violation] = set()
+        # Applied indexes in the order they were first seen, and for each (leader, term)
+        # how far along that list its log has been checked: a leader's log only grows
+        # during its term (Leader Append-Only), so what was verified stays verified.
+        self._applied_order: list[int] = []
+        self._completeness_checked: dict[tuple[int, int], int] = {}
 
     def _add(self, prop: Property, detail: str) -> list[Violation]:
+        """Report a violation once, however many observations still show it."""
         v = Violation(prop, detail)
+        if v in self._reported:
+            return []
+        self._reported.add(v)
         self.violations.append(v)
         return [v]
 
@@ -56,6 +66,7 @@ class SafetyChecker:
             seen = self.applied.get(e.index)
             if seen is None:
                 self.applied[e.index] = (e.term, node_id, e.data)
+                self._applied_order.append(e.index)
             elif (seen[0], seen[2]) != (e.term, e.data):
                 out += self._add(
                     Property.STATE_MACHINE_SAFETY,
@@ -86,7 +97,11 @@ class SafetyChecker:
     def _leader_completeness(self, node_id: int, n: RaftNode) -> list[Violation]:
         out: list[Violation] = []
         first = n.log.first_index()
-        for index, (term, _, _) in self.applied.items():
+        key = (node_id, n.term)
+        start = self._completeness_checked.get(key, 0)
+        self._completeness_checked[key] = len(self._applied_order)
+        for index in self._applied_order[start:]:
+            term = self.applied[index][0]
             if index < first or term > n.term:
                 continue  # inside the leader's snapshot, or committed in a later term
             t = n.log.term(index)
