@@ -498,6 +498,26 @@ class StatusResponse:
 
 
 @dataclass(frozen=True, slots=True)
+class MoveLeaderRequest:
+    target_id: int = 0  # rpc.proto's targetID
+
+
+@dataclass(frozen=True, slots=True)
+class MoveLeaderResponse:
+    header: ResponseHeader = ResponseHeader()
+
+
+@dataclass(frozen=True, slots=True)
+class DefragmentRequest:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class DefragmentResponse:
+    header: ResponseHeader = ResponseHeader()
+
+
+@dataclass(frozen=True, slots=True)
 class HashKVRequest:
     revision: int = 0  # 0 = the current revision
 

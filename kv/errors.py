@@ -163,6 +163,9 @@ ErrCorrupt = _etcd("ErrCorrupt", "etcdserver: corrupt cluster", GrpcCode.DATA_LO
 ErrNotSupportedForLearner = _etcd(
     "ErrNotSupportedForLearner", "etcdserver: rpc not supported for learner", GrpcCode.UNAVAILABLE
 )
+ErrTimeoutLeaderTransfer = _etcd(
+    "ErrTimeoutLeaderTransfer", "etcdserver: request timed out, leader transfer took too long", GrpcCode.UNAVAILABLE
+)
 ErrBadLeaderTransferee = _etcd(
     "ErrBadLeaderTransferee", "etcdserver: bad leader transferee", GrpcCode.FAILED_PRECONDITION
 )

@@ -37,9 +37,12 @@ from kv.codec import decode_api, decode_conf_change, encode_api
 from kv.errors import (
     ConfigError,
     CorruptRecord,
+    ErrBadLeaderTransferee,
     ErrLeaderChanged,
     ErrNoLeader,
+    ErrNotLeader,
     ErrRequestTooLarge,
+    ErrTimeoutLeaderTransfer,
     ErrTooManyRequests,
     ProposalDropped,
     RaftKVError,
@@ -184,6 +187,7 @@ class Member:
         # Leases whose revoke we proposed and that have not applied -> when proposed.
         self.revoking: dict[int, float] = {}
         self.revoke_blocked_until = -math.inf
+        self.transfers: list[tuple[Token, int, float]] = []  # MoveLeader requests waiting: token, target, deadline
         self.lead = NONE
 
     # ------------------------------------------------------------------ inputs
@@ -195,6 +199,8 @@ class Member:
         # leader it knew (which is what lets the lease-follower-clock bug bite).
         self._expire_leases()
         self.node.tick(self.now)
+        if self.transfers:
+            self._settle_transfers()
         r = self.read_round
         if r is not None and self.now >= r.sent_at + self.config.read_index_retry:
             self._requeue_read_round()
@@ -212,6 +218,8 @@ class Member:
                 d = min(d, nxt)
         if self.read_round is not None:
             d = min(d, self.read_round.sent_at + self.config.read_index_retry)
+        for _, _, deadline in self.transfers:
+            d = min(d, deadline)
         if not self.watches.idle:
             p = self.watches.next_progress_deadline()
             if p is not None:
@@ -313,6 +321,13 @@ class Member:
             self.responses.append((token, self._fill(self.sm.query(req, self.now))))
         elif isinstance(req, api.StatusRequest):
             self.responses.append((token, self._status()))
+        elif isinstance(req, api.MoveLeaderRequest):
+            self._move_leader(token, req.target_id)
+        elif isinstance(req, api.DefragmentRequest):
+            # Nothing in memory fragments; what defragmenting is for in etcd, giving disk
+            # back, is done here by a snapshot: the log before it and its WAL go.
+            self._maybe_snapshot(force=True)
+            self.responses.append((token, self._fill(api.DefragmentResponse())))
         elif isinstance(req, MEMBER_REQUESTS):
             self._propose_member_change(token, req)
         else:
@@ -480,6 +495,32 @@ class Member:
             is_learner=self.node.is_learner,
         )
 
+    # ------------------------------------------------- leadership transfer
+
+    def _move_leader(self, token: Token, target: int) -> None:
+        """etcd's MoveLeader: only the leader hands over, to a voting member; answered
+        when the target leads, or ErrTimeoutLeaderTransfer after an election timeout."""
+        if self.node.role != Role.LEADER:
+            raise ErrNotLeader()
+        if target not in self.node.conf_state().voters:
+            raise ErrBadLeaderTransferee()
+        if target == self.id:
+            self.responses.append((token, self._fill(api.MoveLeaderResponse())))
+            return
+        self.node.transfer_leadership(target)
+        self.transfers.append((token, target, self.now + 2 * self.config.raft.election_timeout_max))
+
+    def _settle_transfers(self) -> None:
+        keep = []
+        for token, target, deadline in self.transfers:
+            if self.lead == target:
+                self.responses.append((token, self._fill(api.MoveLeaderResponse())))
+            elif self.now >= deadline:
+                self.responses.append((token, ErrTimeoutLeaderTransfer()))
+            else:
+                keep.append((token, target, deadline))
+        self.transfers = keep
+
     # ------------------------------------------------------------ membership
 
     def _propose_member_change(self, token: Token, req: Any) -> None:
@@ -580,6 +621,8 @@ class Member:
             self.sm.lessor.demote()
             self.revoking.clear()
         self._requeue_read_round()
+        if self.transfers:
+            self._settle_transfers()
 
     def _header(self) -> api.ResponseHeader:
         return api.ResponseHeader(

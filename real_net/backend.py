@@ -32,7 +32,8 @@ Requests and responses (all ``kv.api``):
     LeaseGrantRequest, LeaseRevokeRequest, LeaseKeepAliveRequest,
     LeaseTimeToLiveRequest, LeaseLeasesRequest, MemberAddRequest,
     MemberRemoveRequest, MemberUpdateRequest, MemberListRequest,
-    MemberPromoteRequest, StatusRequest, HashKVRequest -> the matching
+    MemberPromoteRequest, StatusRequest, HashKVRequest, DefragmentRequest,
+    MoveLeaderRequest -> the matching
     ``...Response``.
 """
 
@@ -63,6 +64,8 @@ UNARY_REQUESTS: tuple[type, ...] = (
     api.MemberPromoteRequest,
     api.StatusRequest,
     api.HashKVRequest,
+    api.DefragmentRequest,
+    api.MoveLeaderRequest,
 )
 
 

@@ -301,7 +301,8 @@ class MaintenanceServicer(_Servicer):
         return pb.AlarmResponse(header=await self._header(context))
 
     async def Defragment(self, request: pb.DefragmentRequest, context: Context) -> pb.DefragmentResponse:
-        await _unimplemented(context, "Maintenance.Defragment")
+        resp: pb.DefragmentResponse = await self._call(context, request)
+        return resp
 
     async def Hash(self, request: pb.HashRequest, context: Context) -> pb.HashResponse:
         await _unimplemented(context, "Maintenance.Hash (use HashKV)")
@@ -313,7 +314,8 @@ class MaintenanceServicer(_Servicer):
         yield pb.SnapshotResponse()  # pragma: no cover  (makes this a stream handler)
 
     async def MoveLeader(self, request: pb.MoveLeaderRequest, context: Context) -> pb.MoveLeaderResponse:
-        await _unimplemented(context, "Maintenance.MoveLeader")
+        resp: pb.MoveLeaderResponse = await self._call(context, request)
+        return resp
 
     async def Downgrade(self, request: pb.DowngradeRequest, context: Context) -> pb.DowngradeResponse:
         await _unimplemented(context, "Maintenance.Downgrade")

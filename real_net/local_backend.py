@@ -28,6 +28,7 @@ from typing import Any, cast
 
 from kv import api
 from kv.errors import (
+    ErrBadLeaderTransferee,
     ErrMemberNotFound,
     ErrMemberNotLearner,
     ErrPeerURLExist,
@@ -202,6 +203,12 @@ class LocalBackend:
             )
         if isinstance(req, api.HashKVRequest):
             return self.store.hash_kv(req.revision)
+        if isinstance(req, api.DefragmentRequest):
+            return api.DefragmentResponse()  # all in memory: nothing to give back
+        if isinstance(req, api.MoveLeaderRequest):
+            if req.target_id != self.member.ID:
+                raise ErrBadLeaderTransferee()
+            return api.MoveLeaderResponse()  # already the leader, as etcd answers for itself
         return self._membership(req)
 
     def _membership(self, req: Any) -> Any:

@@ -13,8 +13,10 @@ from kv.errors import (
     ErrEmptyKey,
     ErrLeaseNotFound,
     ErrMemberNotFound,
+    ErrBadLeaderTransferee,
     ErrMemberNotLearner,
     ErrNoLeader,
+    ErrNotLeader,
     ErrPeerURLExist,
     ErrRequestTooLarge,
 )
@@ -374,6 +376,33 @@ def test_a_member_publishes_its_name_and_client_urls_for_member_list() -> None:
         listed = {m.ID: m for m in c.call(i, api.MemberListRequest()).members}
         assert listed[f].name == f"m{f}" and listed[f].client_urls == ("https://127.0.0.1:2379",)
     assert isinstance(c.answers.pop("pub"), api.MemberAttrSetResponse)
+
+
+def test_move_leader_hands_over_to_the_target_and_refuses_what_etcd_refuses() -> None:
+    c = MemberCluster(3, seed=22)
+    lead = c.elect()
+    target = c.followers()[0]
+    assert isinstance(c.call(target, api.MoveLeaderRequest(target_id=lead)), ErrNotLeader)
+    assert isinstance(c.call(lead, api.MoveLeaderRequest(target_id=99)), ErrBadLeaderTransferee)
+    resp = c.call(lead, api.MoveLeaderRequest(target_id=target))
+    assert isinstance(resp, api.MoveLeaderResponse)
+    assert c.leader() == target and c.members[target].node.term > resp.header.raft_term - 1
+    assert isinstance(c.call(target, put("after-move", "1")), api.PutResponse)
+
+
+def test_defragment_takes_a_snapshot_and_compacts_the_log() -> None:
+    c = MemberCluster(3, seed=23, catchup_entries=0)
+    lead = c.elect()
+    for i in range(10):
+        c.call(lead, put(f"d{i}", str(i)))
+    f = c.followers()[0]
+    assert c.storages[f].snapshot().metadata.index == 0
+    assert isinstance(c.call(f, api.DefragmentRequest()), api.DefragmentResponse)
+    assert c.storages[f].snapshot().metadata.index == c.members[f].applied_index
+    c.crash(f)
+    c.restart(f)
+    c.drain()
+    assert c.members[f].hash_kv() == c.members[lead].hash_kv()
 
 
 def test_status_reports_leader_indexes_and_term() -> None:

@@ -55,6 +55,8 @@ def test_every_unary_request_is_answered_with_its_response_type() -> None:
             api.MemberUpdateRequest: api.MemberUpdateRequest(ID=b.member.ID, peer_urls=("http://127.0.0.1:1",)),
             api.StatusRequest: api.StatusRequest(),
             api.HashKVRequest: api.HashKVRequest(),
+            api.DefragmentRequest: api.DefragmentRequest(),
+            api.MoveLeaderRequest: api.MoveLeaderRequest(target_id=b.member.ID),
         }
         for req_type, req in requests.items():
             resp = await b.call(req)
