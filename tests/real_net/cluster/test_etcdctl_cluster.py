@@ -253,3 +253,18 @@ def test_member_list_and_endpoint_commands_print_what_etcd_prints(pair: Pair) ->
             }, sort_keys=True)))  # fmt: skip
         statuses.append(sorted(shape))
     assert statuses[1] == statuses[0]
+
+
+def test_move_leader_and_back_and_defrag_print_what_etcd_prints(pair: Pair) -> None:
+    # Leadership goes to the follower and comes back, so the roles other tests use hold.
+    for side in pair.sides:
+        side.vars["TO_FOLLOWER"] = side.vars[f"ID_{side.roles['follower']}"]
+        side.vars["TO_LEADER"] = side.vars[f"ID_{side.roles['leader']}"]
+    moved = pair.same("move-leader", "{TO_FOLLOWER}", on="leader")
+    assert "Leadership transferred from <id:leader> to <id:follower>" in moved
+    back = pair.same("move-leader", "{TO_LEADER}", on="follower")
+    assert "Leadership transferred from <id:follower> to <id:leader>" in back
+    refused = pair.same("move-leader", "{TO_FOLLOWER}", on="other")
+    assert "no leader endpoint given" in refused
+    defrag = pair.same("defrag", on="all", sort=True)
+    assert defrag.count("Finished defragmenting etcd member[") == 3
