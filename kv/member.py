@@ -11,14 +11,17 @@ How requests travel (after etcd v3.4/3.5's server, etcdserver/v3_server.go):
 * writes (Put, DeleteRange, a Txn with writes, Compaction, lease grant, revoke
   and keep-alive, membership changes) are proposed through Raft and answered
   when the entry applies, with the revision and term of that moment;
-* linearizable reads use ReadIndex, batched: reads that arrive while a round is
-  in flight share the next round (etcd's linearizableReadLoop);
-* serializable reads, lease time-to-live, member list, status and HashKV answer
-  at once from local state;
+* linearizable reads (range, read-only txn, lease time-to-live and list, a
+  linearizable member list) use ReadIndex, batched: reads that arrive while a
+  round is in flight share the next round (etcd's linearizableReadLoop);
+* serializable reads, member list, status and HashKV answer at once from
+  local state;
 * expired leases are revoked by the leader *through the log*, so every member
-  deletes the same keys at the same revision. Keep-alives go through the log
-  too (etcd forwards them to the leader instead; a sans-IO member has no side
-  channel), which keeps every member's lease deadlines close to the leader's.
+  deletes the same keys at the same revision, and only if no keep-alive was
+  applied since the leader decided. Keep-alives go through the log too (etcd
+  forwards them to the leader instead; a sans-IO member has no side channel),
+  which keeps every member's lease deadlines close to the leader's;
+* MoveLeader hands leadership over (leader only), Defragment takes a snapshot.
 """
 
 from __future__ import annotations
