@@ -14,11 +14,9 @@ Group commit falls out of it: while one Ready's fsync runs in the worker
 thread, new requests queue; the next pass proposes them all and one fsync
 covers them (etcd batches proposals the same way).
 
-A leader sends its messages *before* its own fsync (etcd's raftNode does, per
-the Raft dissertation §10.2.1), so its disk write overlaps the followers'
-replication; that is safe because the core counts the leader's own entries
-toward a quorum only after ``advance``. It is done only when the Ready changes
-neither term nor vote, which must be durable before anyone hears of them.
+A leader sends its messages *before* its own fsync when the core allows it
+(``Ready.send_first``: etcd's raftNode does the same, per the Raft dissertation
+§10.2.1), so its disk write overlaps the followers' replication.
 
 Cheap per request and per Ready, because both happen thousands of times a
 second: a request waits on a bare future (its timeout is enforced by the loop
@@ -48,7 +46,7 @@ from typing import Any, Protocol
 from kv import api
 from kv.errors import ErrStopped, ErrTimeout, RaftKVError
 from kv.member import Member, MemberReady
-from kv.raft.messages import Message, Role
+from kv.raft.messages import Message
 from real_net.backend import WatchRequest
 from real_net.disk_storage import DiskStorage
 
@@ -252,15 +250,10 @@ class MemberNode:
                 self._waiter = None
 
     def _send_early(self, rd: MemberReady) -> bool:
-        """A leader sends before its fsync when the Ready changes neither term nor vote."""
+        """Send before the fsync when the core says it may (Ready.send_first)."""
         r = rd.raft
-        if r is None or not r.messages or self.transport is None or r.soft_state.role is not Role.LEADER:
+        if r is None or not r.send_first or not r.messages or self.transport is None:
             return False
-        hs = r.hard_state
-        if hs is not None:
-            durable = self.storage.hard_state
-            if hs.term != durable.term or hs.vote != durable.vote:
-                return False
         self.transport.send(r.messages)
         return True
 

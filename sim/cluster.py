@@ -452,6 +452,10 @@ def _handle_ready(
 ) -> Proc:
     r = rd.raft
     if r is not None:
+        send = cluster.network.send
+        if r.send_first:  # the core allows it: the leader's disk write overlaps replication
+            for m in r.messages:
+                send(m)
         storage.save(r.hard_state, r.entries, r.snapshot)
         if r.hard_state is not None or r.entries or r.snapshot is not None:
             yield from persist(env, slot.disk, r.hard_state, r.entries, r.snapshot, r.must_sync)
@@ -461,9 +465,9 @@ def _handle_ready(
         while slot.paused:  # stopped mid-write: nothing leaves until it resumes
             assert slot.resume is not None
             yield slot.resume
-        send = cluster.network.send
-        for m in r.messages:
-            send(m)
+        if not r.send_first:
+            for m in r.messages:
+                send(m)
         if r.committed_entries:
             cluster.checks.applied(env.now, slot, r.committed_entries)
             for observe in cluster.apply_observers:

@@ -46,7 +46,7 @@ CAUGHT: dict[str, tuple[RunOptions, str]] = {
     ),
     # Figure 8 needs diverging uncommitted suffixes (leaders cut off after appending) and a
     # later leader that re-replicates an old-term entry, then loses to the other suffix.
-    "commit-old-term": (FAST.with_(nodes=5, nemesis="partition-leader,kill,one-way", nemesis_interval=0.2),
+    "commit-old-term": (FAST.with_(nodes=5, nemesis="partition-leader,kill,one-way", nemesis_interval=0.3),
                         "invariants"),
 }
 
