@@ -29,6 +29,7 @@ from kv.raft.messages import EntryType
 from sim.check import check_lease
 from sim.clients import ClientContext, request
 from sim.history import Operation, Status
+from sim.schedule import Fault, parse_faults
 from sim.workloads.base import Invocation, Workload, WorkloadCheck
 
 TTL = 2  # requested; the cluster raises it to its minimum
@@ -139,7 +140,7 @@ class LeaseWorkload(Workload):
         return {"lease.jsonl": sorted(self.records, key=lambda r: (r["call"], r["client"])) + expiries}
 
     def configure(self, options: Any) -> None:
-        self.clock_faults = "clock" in options.nemesis.split(",") or options.nemesis == "all"
+        self.clock_faults = Fault.CLOCK in parse_faults(options.nemesis)
 
     def check(self, history: Sequence[Operation]) -> WorkloadCheck:
         result = check_lease(self.files()["lease.jsonl"])

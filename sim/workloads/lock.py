@@ -34,6 +34,7 @@ from sim.check import Verdict, check_lock, render_text
 from sim.clients import ClientContext, Record, classify_error, request
 from sim.history import Operation, Status
 from sim.recipe_client import Session, Unanswered, open_session, run_recipe
+from sim.schedule import Fault, parse_faults
 from sim.workloads.base import Invocation, Workload, WorkloadCheck
 
 LOCK = b"lock"
@@ -57,7 +58,7 @@ class LockWorkload(Workload):
 
     def configure(self, options: Any) -> None:
         self.fencing = options.lock_fencing
-        self.pauses = "pause" in options.nemesis.split(",")
+        self.pauses = Fault.PAUSE in parse_faults(options.nemesis)
 
     def spawn_clients(self, ctx: ClientContext) -> None:
         for i in range(ctx.clients):
