@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import simpy
 
 from kv.raft.invariants import SafetyChecker
-from kv.raft.messages import Entry, Role
+from kv.raft.messages import Entry
 
 if TYPE_CHECKING:
     from kv.member import Member
@@ -52,8 +52,6 @@ class RunChecks:
     safety: SafetyChecker = field(default_factory=SafetyChecker)
     violations: list[InvariantViolation] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
-    leaders: dict[int, int] = field(default_factory=dict)  # term -> raft id
-    last_commit: dict[int, int] = field(default_factory=dict)  # slot -> commit of this incarnation
     hash_checks: int = 0
     observes: int = 0
 
@@ -77,27 +75,17 @@ class RunChecks:
         self._add_all(now, self.safety.observe_applied(slot.raft_id, entries))
 
     def after_advance(self, now: float, slot: Slot, member: Member) -> None:
-        node = member.node
-        if node.role is Role.LEADER:
-            prev = self.leaders.setdefault(node.term, slot.raft_id)
-            if prev != slot.raft_id:
-                self._add(now, "election safety", f"members {prev} and {slot.raft_id} both led term {node.term}")
+        self._add_all(now, self.safety.observe_node(slot.raft_id, member.node))
         applied = member.applied_index
         if applied < slot.last_applied:
             self._add(now, "monotonic apply", f"{slot.name} applied index went back from {slot.last_applied} to {applied}")
         slot.last_applied = applied
-        commit = node.log.committed
-        last = self.last_commit.get(slot.slot, 0)
-        if commit < last:
-            self._add(now, "monotonic commit", f"{slot.name} commit went back from {last} to {commit}")
-        self.last_commit[slot.slot] = commit
 
     def conflict(self, now: float, slot: Slot, err: Exception) -> None:
         self._add(now, "state machine safety", f"{slot.name}: {err}")
 
     def member_restarted(self, slot: Slot) -> None:
         self.safety.node_restarted(slot.raft_id)
-        self.last_commit.pop(slot.slot, None)
 
     # --------------------------------------------------------- periodic
 

@@ -76,22 +76,31 @@ class SafetyChecker:
         return out
 
     def observe(self, nodes: Mapping[int, RaftNode]) -> list[Violation]:
+        """Every property, across all nodes (Log Matching compares whole logs: the costly part)."""
         out: list[Violation] = []
         for node_id, n in sorted(nodes.items()):
+            out += self.observe_node(node_id, n)
             if n.role == Role.LEADER:
-                prev = self.leaders.setdefault(n.term, node_id)
-                if prev != node_id:
-                    out += self._add(
-                        Property.ELECTION_SAFETY, f"nodes {prev} and {node_id} were both leader in term {n.term}"
-                    )
                 out += self._leader_completeness(node_id, n)
-            last = self.last_commit.get(node_id, 0)
-            if n.log.committed < last:
-                out += self._add(
-                    Property.MONOTONIC_COMMIT, f"node {node_id} commit went back from {last} to {n.log.committed}"
-                )
-            self.last_commit[node_id] = n.log.committed
         out += self._log_matching(nodes)
+        return out
+
+    def observe_node(self, node_id: int, n: RaftNode) -> list[Violation]:
+        """The cheap properties of one node (Election Safety, monotone commit): a driver can
+        check them after every Ready."""
+        out: list[Violation] = []
+        if n.role == Role.LEADER:
+            prev = self.leaders.setdefault(n.term, node_id)
+            if prev != node_id:
+                out += self._add(
+                    Property.ELECTION_SAFETY, f"nodes {prev} and {node_id} were both leader in term {n.term}"
+                )
+        last = self.last_commit.get(node_id, 0)
+        if n.log.committed < last:
+            out += self._add(
+                Property.MONOTONIC_COMMIT, f"node {node_id} commit went back from {last} to {n.log.committed}"
+            )
+        self.last_commit[node_id] = n.log.committed
         return out
 
     def _leader_completeness(self, node_id: int, n: RaftNode) -> list[Violation]:
