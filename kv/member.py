@@ -230,7 +230,19 @@ class Member:
         return d
 
     def step(self, m: Message) -> None:
+        # etcd's EtcdServer.Process: a member removed from the cluster is not heard any more
+        # (a removed member still running would otherwise disrupt it with its elections).
+        if m.from_ in self.sm.removed:
+            return
         self.node.step(m)
+
+    @property
+    def removed(self) -> bool:
+        """This member was removed from the cluster; etcd shuts such a member down."""
+        return self.id in self.sm.removed
+
+    def is_removed(self, member_id: int) -> bool:
+        return member_id in self.sm.removed
 
     def submit(self, token: Token, request: Any, now: float) -> None:
         """A client request (a kv.api request dataclass). Its outcome comes in a later Ready:

@@ -388,7 +388,7 @@ class MemberServer:
             on_snapshot_status=node.snapshot_status,
             on_removed=self._on_removed,
             membership=lambda: (identity.cluster_id, tuple(member.sm.members.values())),
-            is_removed=lambda peer: peer in member.sm.removed,
+            is_removed=member.is_removed,
             listen=(peer_host, peer_port),
             cluster_id=identity.cluster_id,
             # A restarted peer is redialed within half a second (a LAN dial is cheap), so it
@@ -450,7 +450,7 @@ class MemberServer:
         member, transport = self.member, self.transport
         assert member is not None and transport is not None
         while not self._done.is_set():
-            if member.id in member.sm.removed:
+            if member.removed:
                 self._on_removed()
                 return
             wanted = self._peer_addresses()

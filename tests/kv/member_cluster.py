@@ -38,6 +38,8 @@ class MemberCluster:
     bugs: frozenset[TeachingBug] = frozenset()
     snapshot_count: int = 100_000
     catchup_entries: int = 5
+    pre_vote: bool = True
+    check_quorum: bool = True
     now: float = 0.0
     members: dict[int, Member] = field(default_factory=dict)
     storages: dict[int, MemoryStorage] = field(default_factory=dict)
@@ -60,7 +62,8 @@ class MemberCluster:
 
     def _make(self, i: int, initial: dict[int, api.Member], join: bool) -> Member:
         cfg = MemberConfig(
-            raft=RaftConfig(id=i, election_timeout_min=0.1, election_timeout_max=0.2, heartbeat_interval=0.02),
+            raft=RaftConfig(id=i, election_timeout_min=0.1, election_timeout_max=0.2, heartbeat_interval=0.02,
+                            pre_vote=self.pre_vote, check_quorum=self.check_quorum),
             name=f"m{i}",
             cluster_id=0xC1,
             snapshot_count=self.snapshot_count,

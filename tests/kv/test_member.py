@@ -371,6 +371,24 @@ def test_a_member_publishes_its_name_and_client_urls_for_member_list() -> None:
     assert isinstance(c.answers.pop("pub"), api.MemberAttrSetResponse)
 
 
+def test_a_removed_member_that_never_learned_it_cannot_disrupt_the_cluster() -> None:
+    # Without PreVote and CheckQuorum nothing else would stop its higher terms (etcd drops
+    # a removed member's messages for the same reason: EtcdServer.Process).
+    c = MemberCluster(3, seed=24, pre_vote=False, check_quorum=False)
+    lead = c.elect()
+    gone = c.followers()[0]
+    c.isolate(gone)  # it misses its own removal
+    assert isinstance(c.call(lead, api.MemberRemoveRequest(ID=gone)), api.MemberRemoveResponse)
+    assert c.members[lead].removed is False and c.members[lead].is_removed(gone)
+    term = c.members[lead].node.term
+    c.run_for(1.0)
+    assert c.members[gone].node.term > term and not c.members[gone].removed  # campaigning, unaware
+    c.heal()
+    c.run_for(2.0)
+    assert c.leader() == lead and c.members[lead].node.term == term
+    assert isinstance(c.call(lead, put("still", "serving")), api.PutResponse)
+
+
 def test_move_leader_hands_over_to_the_target_and_refuses_what_etcd_refuses() -> None:
     c = MemberCluster(3, seed=22)
     lead = c.elect()
