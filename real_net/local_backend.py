@@ -3,9 +3,9 @@
 Why it exists: the client API (gRPC servicers, conversions, etcdctl
 compatibility) can be built and tested before, and independently of, the
 replicated node; and it is an honest ``--no-raft`` mode for one member. It
-runs the same core objects a ``kv.member.Member`` applies entries to
-(``kv.mvcc.MVCCStore``, ``kv.lease.Lessor``, ``kv.watch.WatchHub``), but
-applies each request the moment it arrives instead of after it commits.
+runs the same state machine a ``kv.member.Member`` applies its log to
+(``kv.applier.StateMachine``, plus a ``kv.watch.WatchHub``), but applies each
+request the moment it arrives instead of after it commits.
 Nothing is written to disk: a restart loses everything.
 
 What it does not pretend: membership cannot change (there is no Raft to
@@ -36,8 +36,9 @@ from kv.errors import (
     GrpcCode,
     RaftKVError,
 )
-from kv.lease import Lessor, min_lease_ttl
-from kv.mvcc import DEFAULT_MAX_TXN_OPS, MVCCStore, check_request, is_read_only_txn
+from kv.applier import WRITE_REQUESTS, StateMachine, is_read
+from kv.lease import min_lease_ttl
+from kv.mvcc import DEFAULT_MAX_TXN_OPS, check_request
 from kv.watch import DEFAULT_PROGRESS_INTERVAL, WatchHub
 from real_net.backend import WatchRequest
 
@@ -83,8 +84,10 @@ class LocalBackend:
             ID=member_id, name=name, peer_urls=tuple(peer_urls), client_urls=tuple(client_urls)
         )
         self.max_txn_ops = max_txn_ops
-        self.lessor = Lessor(min_ttl=min_lease_ttl)
-        self.store = MVCCStore(leases=self.lessor)
+        # The same state machine a Member applies its log to, fed each request directly.
+        self.sm = StateMachine(min_lease_ttl, {member_id: self.member})
+        self.lessor = self.sm.lessor
+        self.store = self.sm.store
         self.hub = WatchHub(progress_interval=progress_interval)
         self._clock = clock
         # Writes that would each have been one Raft log entry (Status.raft_index).
@@ -164,33 +167,15 @@ class LocalBackend:
         )
 
     def _answer(self, req: Any) -> Any:
-        if isinstance(req, (api.RangeRequest, api.PutRequest, api.DeleteRangeRequest, api.TxnRequest)):
+        now = self._now()
+        if isinstance(req, (api.RangeRequest, api.TxnRequest)) and is_read(req):
             check_request(req, self.max_txn_ops)
-            resp, events = self.store.apply(req)
-            if not isinstance(req, api.RangeRequest) and not (
-                isinstance(req, api.TxnRequest) and is_read_only_txn(req)
-            ):
-                self._index += 1
-            self._notify(events)
-            return resp
-        if isinstance(req, api.CompactionRequest):
-            resp = self.store.compact(req)
-            self._index += 1
-            return resp
-        if isinstance(req, api.LeaseGrantRequest):
-            self._index += 1
-            resp = self.lessor.grant(req, self._now(), self._index)
-            self._poke()
-            return resp
-        if isinstance(req, api.LeaseRevokeRequest):
-            self._revoke(req.ID)
-            return api.LeaseRevokeResponse()
-        if isinstance(req, api.LeaseKeepAliveRequest):
-            return self.lessor.keep_alive(req, self._now())
-        if isinstance(req, api.LeaseTimeToLiveRequest):
-            return self.lessor.time_to_live(req, self._now())
-        if isinstance(req, api.LeaseLeasesRequest):
-            return self.lessor.leases()
+            return self._outcome(self.sm.read(req, now))
+        if isinstance(req, (api.LeaseTimeToLiveRequest, api.LeaseLeasesRequest, api.HashKVRequest)):
+            return self._outcome(self.sm.query(req, now))
+        if isinstance(req, WRITE_REQUESTS):
+            check_request(req, self.max_txn_ops)
+            return self._apply(req, now)
         if isinstance(req, api.StatusRequest):
             db_size = self.store.db_size()
             return api.StatusResponse(
@@ -201,8 +186,6 @@ class LocalBackend:
                 raft_applied_index=self._index,
                 db_size_in_use=db_size,
             )
-        if isinstance(req, api.HashKVRequest):
-            return self.store.hash_kv(req.revision)
         if isinstance(req, api.DefragmentRequest):
             return api.DefragmentResponse()  # all in memory: nothing to give back
         if isinstance(req, api.MoveLeaderRequest):
@@ -210,6 +193,21 @@ class LocalBackend:
                 raise ErrBadLeaderTransferee()
             return api.MoveLeaderResponse()  # already the leader, as etcd answers for itself
         return self._membership(req)
+
+    def _apply(self, req: Any, now: float) -> Any:
+        """A write, applied as the log entry it would have been (Status.raft_index counts them)."""
+        self._index += 1
+        outcome, events = self.sm.apply(api.Proposal(incarnation=0, seq=self._index, request=req), self._index, now)
+        self._notify(events)
+        if isinstance(req, api.LeaseGrantRequest):
+            self._poke()  # a new deadline for the timer
+        return self._outcome(outcome)
+
+    @staticmethod
+    def _outcome(outcome: Any) -> Any:
+        if isinstance(outcome, RaftKVError):
+            raise outcome
+        return outcome
 
     def _membership(self, req: Any) -> Any:
         me = self.member
@@ -233,12 +231,6 @@ class LocalBackend:
             return api.MemberUpdateResponse(members=(self.member,))
         raise TypeError(f"not a request a Backend answers: {type(req).__name__}")
 
-    def _revoke(self, lease_id: int) -> None:
-        keys = self.lessor.revoke(lease_id)
-        self._index += 1
-        # All the lease's keys go in one revision (etcd's lessor.Revoke: one txn).
-        _, events = self.store.delete_keys(keys)
-        self._notify(events)
 
     def _notify(self, events: list[api.Event]) -> None:
         if not events:
@@ -255,7 +247,7 @@ class LocalBackend:
         while True:
             now = self._now()
             for lease_id in self.lessor.expired(now):
-                self._revoke(lease_id)
+                self._apply(api.LeaseRevokeRequest(ID=lease_id), now)
             for stream, resp in self.hub.progress_due(now, self._header()):
                 cast(LocalWatchStream, stream)._deliver(resp)
             deadlines = [d for d in (self.lessor.next_expiry(), self.hub.next_progress_deadline()) if d is not None]
