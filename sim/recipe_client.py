@@ -140,3 +140,35 @@ def open_session(env: simpy.Environment, cluster: SimCluster, slot: int, ttl: in
     if not answered or isinstance(grant, RaftKVError):
         return None
     return Session(env, cluster, slot, grant.ID, grant.TTL, timeout)
+
+
+def watch_while_alive(
+    env: simpy.Environment, cluster: SimCluster, slot: int, stream: Any, create: api.WatchCreateRequest,
+    on_response: Any, until: float, silence: float, progress_every: float = 1.0, leave: Any = None,
+) -> Proc:
+    """Hold a watch stream on the member in `slot` the way an etcd client does: every
+    response goes to `on_response`; a progress request every `progress_every` seconds
+    shows the member still answers. The stream ends when it breaks (the member crashed, or
+    the watch was cancelled), when the member has said nothing for `silence` seconds
+    (paused or cut off), at `until`, or when `leave()` says so. True if it ended early."""
+    heard = {"at": env.now}
+    broken = env.event()
+
+    def handler(resp: api.WatchResponse | RaftKVError) -> None:
+        if isinstance(resp, RaftKVError) or resp.canceled:
+            if not broken.triggered:
+                broken.succeed()
+            if isinstance(resp, RaftKVError):
+                return
+        heard["at"] = env.now
+        on_response(resp)
+
+    target = cluster.slots[slot]
+    cluster.watch(target, stream, create, handler)
+    while env.now < until and not broken.triggered:
+        yield broken | env.timeout(progress_every)
+        if broken.triggered or env.now - heard["at"] > silence or (leave is not None and leave()):
+            break
+        cluster.watch(target, stream, api.WatchProgressRequest(), handler)
+    cluster.close_watch(target, stream)
+    return env.now < until

@@ -30,7 +30,7 @@ from kv.errors import RaftKVError
 from kv.mvcc import prefix_range_end
 from sim.clients import ClientContext, request
 from sim.history import Operation
-from sim.recipe_client import Unanswered, run_recipe
+from sim.recipe_client import Unanswered, run_recipe, watch_while_alive
 from sim.workloads.base import Invocation, Workload, WorkloadCheck
 
 SESSION_TTL = 2
@@ -65,31 +65,14 @@ class _Tracker:
                 return
 
     def _watch(self, ctx: ClientContext, slot: int, start: int, until: float) -> Proc:
-        env, cluster = ctx.env, ctx.cluster
-        stream = ("tracker", id(self), self.streams)
-        quiet = {"last": env.now}
-        broken = env.event()
-
-        def on_response(resp: api.WatchResponse | RaftKVError) -> None:
-            if isinstance(resp, RaftKVError) or resp.canceled:
-                if not broken.triggered:
-                    broken.succeed(True)
-                return
-            quiet["last"] = env.now
+        """Apply the stream's events until it breaks or goes silent: True if it did."""
+        def on_response(resp: api.WatchResponse) -> None:
             for ev in resp.events:
                 self._apply(ev)
 
-        cluster.watch(cluster.slots[slot], stream, api.WatchCreateRequest(
-            key=self.prefix, range_end=prefix_range_end(self.prefix), start_revision=start), on_response)
-        # A stream that goes silent (member paused or cut off) is given up after a while.
-        while env.now < until and not broken.triggered:
-            yield broken | env.timeout(1.0)
-            if not broken.triggered:
-                cluster.watch(cluster.slots[slot], stream, api.WatchProgressRequest(), on_response)
-                if env.now - quiet["last"] > 3.0:
-                    break
-        cluster.close_watch(cluster.slots[slot], stream)
-        return env.now < until
+        create = api.WatchCreateRequest(key=self.prefix, range_end=prefix_range_end(self.prefix), start_revision=start)
+        return (yield from watch_while_alive(ctx.env, ctx.cluster, slot, ("tracker", id(self), self.streams), create,
+                                             on_response, until, silence=3.0))
 
     def _apply(self, ev: api.Event) -> None:
         key = ev.kv.key

@@ -26,10 +26,10 @@ from typing import Any
 import simpy
 
 from kv import api
-from kv.errors import RaftKVError
 from kv.mvcc import prefix_range_end
 from sim.check import Verdict, check_watch, render_text
 from sim.clients import ClientContext, kv_client
+from sim.recipe_client import watch_while_alive
 from sim.history import Operation
 from sim.workloads.base import Invocation, WorkloadCheck
 from sim.workloads.register import RegisterWorkload
@@ -72,22 +72,14 @@ class WatchWorkload(RegisterWorkload):
         previous: int | None = None
         start = rng.choice([1, 0])  # from the beginning of history, or from now
         while env.now < ctx.stop_at + 2.0:
-            slot = cluster.slots[rng.choice(slots)]
+            slot = rng.choice(slots)
             wid = next(self._ids)
-            stream = ("watch-workload", wid)
             start_revision = last_seen + 1 if previous is not None else start
-            if previous is None and start == 1:
-                start_revision = 1
-            state: dict[str, Any] = {"answered": env.event(), "start": start_revision, "broken": False, "heard": False}
+            state: dict[str, Any] = {"start": start_revision, "heard": False}
 
             def on_response(resp: api.WatchResponse, wid: int = wid, state: dict[str, Any] = state,
                             resumes: int | None = previous) -> None:
                 nonlocal last_seen
-                if isinstance(resp, RaftKVError):  # the member crashed: the stream is gone
-                    state["broken"] = True
-                    if not state["answered"].triggered:
-                        state["answered"].succeed()
-                    return
                 if resp.created and state["start"] == 0:
                     state["start"] = resp.header.revision + 1  # "from now": the revision after the create
                 state["heard"] = True
@@ -96,21 +88,14 @@ class WatchWorkload(RegisterWorkload):
                     last_seen = max(last_seen, resp.events[-1].kv.mod_revision)
                 elif resp.watch_id == -1 or not resp.created:
                     last_seen = max(last_seen, resp.header.revision)  # a progress mark: nothing before it is missing
-                if not state["answered"].triggered:
-                    state["answered"].succeed()
 
             create = api.WatchCreateRequest(key=PREFIX, range_end=prefix_range_end(PREFIX),
                                             start_revision=start_revision)
-            cluster.watch(slot, stream, create, on_response)
-            # Keep the stream while the member answers progress requests.
-            while env.now < ctx.stop_at + 2.0:
-                yield state["answered"] | env.timeout(ctx.timeout)
-                if not state["answered"].triggered or state["broken"] or rng.random() < RESUME_PROBABILITY:
-                    break
-                state["answered"] = env.event()
-                yield env.timeout(PROGRESS_EVERY)
-                cluster.watch(slot, stream, api.WatchProgressRequest(), on_response)
-            cluster.close_watch(slot, stream)
+            # Held while the member answers; left now and then (RESUME_PROBABILITY per second)
+            # to resume elsewhere, as a client that reconnects would.
+            yield from watch_while_alive(env, cluster, slot, ("watch-workload", wid), create, on_response,
+                                         ctx.stop_at + 2.0, silence=ctx.timeout,
+                                         leave=lambda: rng.random() < RESUME_PROBABILITY)
             if state["heard"]:
                 previous = wid  # the next stream carries on from this one
 
