@@ -56,22 +56,25 @@ def schedules(
 
 
 def run_options(
-    base: RunOptions | None = None, workloads: Sequence[str] = tuple(sorted(WORKLOADS)), bugs: Sequence[str] = ()
+    base: RunOptions | None = None, workloads: Sequence[str] = tuple(sorted(WORKLOADS)), bugs: Sequence[str] = (),
+    seeds: st.SearchStrategy[int] | None = None,
 ) -> st.SearchStrategy[RunOptions]:
-    """Run options around `base` (short runs by default): the seed and the workload vary."""
+    """Run options around `base` (short runs by default): the seed and the workload vary.
+    Pass ``seeds=st.just(n)`` to search over schedules alone (and not spend the shrinking
+    on the seed)."""
     base = base or RunOptions(nodes=3, duration=6.0, quiet=3.0, clients=5, rate=50.0)
     return st.builds(
         lambda seed, workload: base.with_(seed=seed, workload=workload, bugs=tuple(bugs)),
-        st.integers(1, 2**31 - 1),
+        seeds if seeds is not None else st.integers(1, 2**31 - 1),
         st.sampled_from(list(workloads)),
     )
 
 
 def runs(
     faults: Faults = tuple(Fault), base: RunOptions | None = None, workloads: Sequence[str] = ("register",),
-    bugs: Sequence[str] = (), max_faults: int = 6,
+    bugs: Sequence[str] = (), max_faults: int = 6, seeds: st.SearchStrategy[int] | None = None,
 ) -> st.SearchStrategy[tuple[RunOptions, list[FaultEvent]]]:
     """(options, schedule) pairs for ``sim.run.simulate(options, schedule)``."""
-    return run_options(base, workloads, bugs).flatmap(
+    return run_options(base, workloads, bugs, seeds).flatmap(
         lambda o: st.tuples(st.just(o), schedules(faults, o.nodes, o.duration, max_faults))
     )

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from sim import schedule
 from sim.options import RunOptions
@@ -47,8 +48,9 @@ def test_a_failure_shrinks_to_a_minimal_schedule_that_replays(tmp_path: Path) ->
     # that either finds the bug or does not, not a coin toss.
     @settings(max_examples=30, deadline=None, database=None, derandomize=True,
               suppress_health_check=[HealthCheck.too_slow])
-    @given(run=runs(faults=(Fault.PARTITION_LEADER, Fault.PAUSE, Fault.PARTITION, Fault.KILL), base=SHORT,
-                    bugs=("stale-read",)))
+    @given(run=runs(faults=(Fault.PARTITION_LEADER, Fault.PAUSE, Fault.PARTITION, Fault.KILL),
+                    base=SHORT.with_(duration=3.0, quiet=2.0, clients=4, rate=40.0), bugs=("stale-read",),
+                    max_faults=4, seeds=st.just(1)))
     def search(run: tuple[RunOptions, list[FaultEvent]]) -> None:
         options, events = run
         if not simulate(options, events).ok:
