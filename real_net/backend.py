@@ -27,6 +27,11 @@ Contract (what a Backend promises the servicers)
     ``watch_stream()`` opens one etcd watch stream: many watchers multiplexed
     by watch_id, as one gRPC Watch call carries them.
 
+    ``snapshot()`` captures the replicated state at the current applied index,
+    all of it at one instant (etcd snapshots its backend at its applied state);
+    the servicer turns it into etcd's backend file (real_net/etcd_db.py) and
+    streams that (Maintenance.Snapshot).
+
 Requests and responses (all ``kv.api``):
     RangeRequest, PutRequest, DeleteRangeRequest, TxnRequest, CompactionRequest,
     LeaseGrantRequest, LeaseRevokeRequest, LeaseKeepAliveRequest,
@@ -42,6 +47,7 @@ from __future__ import annotations
 from typing import Any, Protocol, runtime_checkable
 
 from kv import api
+from real_net.etcd_db import BackendState
 
 WatchRequest = api.WatchCreateRequest | api.WatchCancelRequest | api.WatchProgressRequest
 
@@ -107,4 +113,9 @@ class Backend(Protocol):
 
     def watch_stream(self) -> WatchStream:
         """Open a new, empty watch stream."""
+        ...
+
+    async def snapshot(self) -> BackendState:
+        """The state at the current applied index, captured at one instant, with the
+        response header of that instant; raises a RaftKVError (e.g. ErrStopped)."""
         ...

@@ -40,6 +40,7 @@ from kv.applier import WRITE_REQUESTS, StateMachine, is_read
 from kv.lease import min_lease_ttl
 from kv.mvcc import DEFAULT_MAX_TXN_OPS, check_request
 from kv.watch import DEFAULT_PROGRESS_INTERVAL, WatchHub
+from real_net import etcd_db
 from real_net.backend import WatchRequest
 
 # etcd's defaults (--election-timeout 1000 ms, --heartbeat-interval 100 ms) give a
@@ -155,6 +156,14 @@ class LocalBackend:
         stream = LocalWatchStream(self)
         self._streams.add(stream)
         return stream
+
+    async def snapshot(self) -> etcd_db.BackendState:
+        """Backend.snapshot: requests apply one at a time on this loop, so any moment
+        between two of them is a consistent one; the consistent index counts the
+        writes that would have been log entries, and the member is this one."""
+        if self._stopped:
+            raise ErrStopped()
+        return etcd_db.capture(self.sm, self._index, self._header(), members=(self.member,))
 
     # ------------------------------------------------------------ internals
 

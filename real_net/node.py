@@ -47,6 +47,7 @@ from kv import api
 from kv.errors import ErrStopped, ErrTimeout, RaftKVError
 from kv.member import Member, MemberReady
 from kv.raft.messages import Message
+from real_net import etcd_db
 from real_net.backend import WatchRequest
 from real_net.disk_storage import DiskStorage
 
@@ -174,6 +175,27 @@ class MemberNode:
         if isinstance(outcome, RaftKVError):
             raise outcome
         return outcome
+
+    async def snapshot(self) -> etcd_db.BackendState:
+        """Backend.snapshot: captured by the loop where it takes requests, after one
+        Ready's advance and before the next Ready applies anything, so the state is
+        exactly the member's applied state at its applied index."""
+        member = self.member
+
+        def capture(token: int, now: float) -> None:
+            fut = self._futures.get(token)
+            if fut is None or fut.done():
+                return
+            header = api.ResponseHeader(
+                cluster_id=member.config.cluster_id,
+                member_id=member.id,
+                revision=member.revision,
+                raft_term=member.node.term,
+            )
+            fut.set_result(etcd_db.capture(member.sm, member.applied_index, header))
+
+        state: etcd_db.BackendState = await self._submit_and_wait(capture)
+        return state
 
     def _expire_requests(self, now: float) -> None:
         """Fail requests older than request_timeout with ErrTimeout (etcd's "request timed out")."""
