@@ -260,3 +260,50 @@ def read_lines(proc: subprocess.Popen[str], lines: int, timeout: float = 10.0) -
     if t.is_alive():
         raise AssertionError(f"wanted {lines} lines of output within {timeout} s, got {len(out)}: {out}")
     return result
+
+
+# ------------------------------------------------------- etcd from a snapshot
+
+
+@contextmanager
+def restored_etcd(snapshot: Path, root: Path, name: str = "restored") -> Iterator[RealEtcd]:
+    """`etcdctl snapshot restore` of `snapshot` into a new data dir under `root`, and a
+    real etcd started on it (one member, free ports on 127.0.0.1), stopped on exit also
+    when the test fails. Restore output and etcd's log are in the failure message."""
+    etcd = require_binary("etcd")
+    ctl = require_binary("etcdctl")
+    client_port, peer_port = free_port(), free_port()
+    client, peer = f"http://127.0.0.1:{client_port}", f"http://127.0.0.1:{peer_port}"
+    data_dir = root / f"{name}.etcd"
+    r = subprocess.run(
+        [ctl, "snapshot", "restore", str(snapshot), "--data-dir", str(data_dir), "--name", name,
+         "--initial-cluster", f"{name}={peer}", "--initial-advertise-peer-urls", peer],
+        capture_output=True, text=True, timeout=30, env={**os.environ, "ETCDCTL_API": "3"},
+    )  # fmt: skip
+    if r.returncode != 0:
+        raise AssertionError(f"snapshot restore failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
+    log_path = root / f"{name}.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [etcd, "--name", name, "--data-dir", str(data_dir),
+             "--listen-client-urls", client, "--advertise-client-urls", client,
+             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+             "--initial-cluster", f"{name}={peer}"],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    member = RealEtcd(client_port=client_port, peer_port=peer_port, name=name, proc=proc)
+    try:
+        deadline = time.monotonic() + 20
+        while etcdctl(member.endpoint, "endpoint", "health").returncode != 0:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"restored etcd not healthy:\n{log_path.read_text(errors='replace')[-4000:]}")
+            time.sleep(0.05)
+        yield member
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
