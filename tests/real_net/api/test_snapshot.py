@@ -8,7 +8,7 @@ LocalBackend, each started fresh (both at revision 1). Then:
 * the two files hold the same buckets, and the same ``key`` bucket entry for
   entry (revision keys, tombstones, KeyValue protobufs), lease IDs aside;
 * the stream is etcd's: 32 KiB chunks, remaining_bytes counting down, then the
-  sha256 of the database;
+  sha256 of the database; the JSON gateway serves it too;
 * ``snapshot restore`` of raftkv's file into a new data dir starts a real etcd
   that serves raftkv's keys, values, revisions, versions, leases and
   compaction.
@@ -16,6 +16,7 @@ LocalBackend, each started fresh (both at revision 1). Then:
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from collections.abc import Iterator
@@ -30,6 +31,7 @@ from real_net.grpc_server import SNAPSHOT_CHUNK_BYTES
 from real_net.proto import kv_pb2
 from real_net.proto import rpc_pb2 as pb
 
+from ..http.support import PortThread, call
 from .support import RealEtcd, ServerThread, etcdctl, restored_etcd
 
 pytestmark = pytest.mark.timeout(120)
@@ -170,3 +172,18 @@ def test_restore_into_real_etcd_serves_raftkvs_keys_revisions_versions_and_lease
         # The next write continues raftkv's revisions.
         put = json.loads(etcdctl(etcd.endpoint, "put", "new", "1", "-w", "json").stdout)
         assert put["header"]["revision"] == 13
+
+
+def test_the_json_gateway_streams_the_same_snapshot_as_result_lines() -> None:
+    # etcd's grpc-gateway serves Snapshot at POST /v3/maintenance/snapshot, one
+    # {"result": SnapshotResponse} line per message (blob in base64).
+    with PortThread() as port:
+        assert call(port.url, "POST", "/v3/kv/put", {"key": "YQ==", "value": "MQ=="}).status == 200
+        reply = call(port.url, "POST", "/v3/maintenance/snapshot", {})
+    assert reply.status == 200
+    results = [json.loads(line)["result"] for line in reply.body.splitlines() if line.strip()]
+    *chunks, trailer = [base64.b64decode(r["blob"]) for r in results]
+    db = b"".join(chunks)
+    assert trailer == hashlib.sha256(db).digest()
+    (kv,) = bbolt.read_db(db).buckets[b"key"].values()
+    assert kv_pb2.KeyValue.FromString(kv).value == b"1"  # type: ignore[arg-type]
