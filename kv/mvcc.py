@@ -42,7 +42,7 @@ import struct
 import zlib
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import msgpack
@@ -691,35 +691,58 @@ class MVCCStore:
     def restore(self, data: bytes) -> None:
         """Replace the whole state with a snapshot's. The lessor restores its own
         attachments (its snapshot keeps them), so nothing is re-attached here."""
-        try:
-            fmt, revision, compact_revision, keys = msgpack.unpackb(data, raw=False)
-            if fmt != SNAPSHOT_FORMAT:
-                raise CorruptRecord(f"unsupported mvcc snapshot format {fmt!r}")
-            index: Any = SortedDict()
-            changed: dict[int, list[tuple[int, bytes]]] = {}
-            base = max(compact_revision, 2)
-            for key, versions in keys:
-                key = bytes(key)
-                h = _History()
-                for v in versions:
-                    main, sub = v[0], v[1]
-                    kv = None if len(v) == 2 else KeyValue(key, v[2], main, v[3], bytes(v[4]), v[5])
-                    h.mains.append(main)
-                    h.subs.append(sub)
-                    h.kvs.append(kv)
-                    if main >= base:
-                        changed.setdefault(main, []).append((sub, key))
-                index[key] = h
-            log = [[k for _, k in sorted(changed.get(r, []))] for r in range(base, revision + 1)]
-        except CorruptRecord:
-            raise
-        except Exception as e:  # msgpack raises many types on garbage; all mean the same here
-            raise CorruptRecord(f"malformed mvcc snapshot: {type(e).__name__}: {e}") from None
+        snap = decode_snapshot(data)
+        index: Any = SortedDict()
+        changed: dict[int, list[tuple[int, bytes]]] = {}
+        base = max(snap.compact_revision, 2)
+        for key, versions in snap.keys:
+            h = _History()
+            for main, sub, kv in versions:
+                h.mains.append(main)
+                h.subs.append(sub)
+                h.kvs.append(kv)
+                if main >= base:
+                    changed.setdefault(main, []).append((sub, key))
+            index[key] = h
         self._index = index
-        self._revision = revision
-        self._compact_revision = compact_revision
+        self._revision = snap.revision
+        self._compact_revision = snap.compact_revision
         self._log_base = base
-        self._log = log
+        self._log = [[k for _, k in sorted(changed.get(r, []))] for r in range(base, snap.revision + 1)]
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotContents:
+    """What ``MVCCStore.snapshot()`` holds: every kept version of every key, in key
+    order, each as (main revision, sub revision, KeyValue or None for a tombstone)."""
+
+    revision: int
+    compact_revision: int
+    keys: list[tuple[bytes, list[tuple[int, int, KeyValue | None]]]]
+
+
+def decode_snapshot(data: bytes) -> SnapshotContents:
+    """Read ``MVCCStore.snapshot()``'s bytes (the one place that knows their layout, so
+    the store's restore and real_net's etcd backend export read them alike). Raises
+    CorruptRecord on anything else."""
+    try:
+        fmt, revision, compact_revision, raw_keys = msgpack.unpackb(data, raw=False)
+        if fmt != SNAPSHOT_FORMAT:
+            raise CorruptRecord(f"unsupported mvcc snapshot format {fmt!r}")
+        keys: list[tuple[bytes, list[tuple[int, int, KeyValue | None]]]] = []
+        for raw_key, raw_versions in raw_keys:
+            key = bytes(raw_key)
+            versions: list[tuple[int, int, KeyValue | None]] = []
+            for v in raw_versions:
+                main, sub = v[0], v[1]
+                kv = None if len(v) == 2 else KeyValue(key, v[2], main, v[3], bytes(v[4]), v[5])
+                versions.append((main, sub, kv))
+            keys.append((key, versions))
+    except CorruptRecord:
+        raise
+    except Exception as e:  # msgpack raises many types on garbage; all mean the same here
+        raise CorruptRecord(f"malformed mvcc snapshot: {type(e).__name__}: {e}") from None
+    return SnapshotContents(int(revision), int(compact_revision), keys)
 
 
 _HASH_HEAD = struct.Struct(">qqI")  # main, sub, len(key)

@@ -40,8 +40,6 @@ import json
 import struct
 from dataclasses import dataclass
 
-import msgpack
-
 from kv import api
 from kv import mvcc
 from kv.applier import StateMachine
@@ -166,28 +164,23 @@ def _varint(n: int) -> bytes:
 
 def buckets(state: BackendState) -> dict[bytes, dict[bytes, bytes]]:
     """Every bucket etcd 3.4 keeps, filled from `state`."""
-    fmt, _revision, compact_revision, keys = msgpack.unpackb(state.mvcc, raw=False)
-    if fmt != mvcc.SNAPSHOT_FORMAT:
-        # This module reads the store's snapshot layout; a new layout must be taught here.
-        raise ValueError(f"mvcc snapshot format {fmt!r}, this module reads {mvcc.SNAPSHOT_FORMAT}")
+    snap = mvcc.decode_snapshot(state.mvcc)
     key_bucket: dict[bytes, bytes] = {}
-    for key, versions in keys:
-        key = bytes(key)
-        for v in versions:
-            main, sub = v[0], v[1]
-            if len(v) == 2:
+    for key, versions in snap.keys:
+        for main, sub, kv in versions:
+            if kv is None:
                 key_bucket[revision_key(main, sub, tombstone=True)] = kv_pb2.KeyValue(key=key).SerializeToString()
             else:
-                create_revision, version, value, lease = v[2], v[3], bytes(v[4]), v[5]
-                kv = kv_pb2.KeyValue(
+                pb = kv_pb2.KeyValue(
                     key=key,
-                    create_revision=create_revision,
+                    create_revision=kv.create_revision,
                     mod_revision=main,
-                    version=version,
-                    value=value,
-                    lease=lease,
+                    version=kv.version,
+                    value=kv.value,
+                    lease=kv.lease,
                 )
-                key_bucket[revision_key(main, sub)] = kv.SerializeToString()
+                key_bucket[revision_key(main, sub)] = pb.SerializeToString()
+    compact_revision = snap.compact_revision
     meta = {CONSISTENT_INDEX: _U64.pack(state.consistent_index)}
     if compact_revision > 0:
         # etcd writes scheduled before compacting and finished after; a snapshot of a
