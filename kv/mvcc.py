@@ -674,19 +674,8 @@ class MVCCStore:
 
     def snapshot(self) -> bytes:
         """Every kept version, the compact revision and the current revision, as bytes."""
-        keys: list[list[Any]] = []
-        for key, h in self._index.items():
-            versions: list[list[Any]] = []
-            for main, sub, kv in zip(h.mains, h.subs, h.kvs):
-                if kv is None:
-                    versions.append([main, sub])
-                else:
-                    versions.append([main, sub, kv.create_revision, kv.version, kv.value, kv.lease])
-            keys.append([key, versions])
-        packed: bytes = msgpack.packb(
-            [SNAPSHOT_FORMAT, self._revision, self._compact_revision, keys], use_bin_type=True
-        )
-        return packed
+        keys = [(key, list(zip(h.mains, h.subs, h.kvs))) for key, h in self._index.items()]
+        return encode_snapshot(SnapshotContents(self._revision, self._compact_revision, keys))
 
     def restore(self, data: bytes) -> None:
         """Replace the whole state with a snapshot's. The lessor restores its own
@@ -719,6 +708,22 @@ class SnapshotContents:
     revision: int
     compact_revision: int
     keys: list[tuple[bytes, list[tuple[int, int, KeyValue | None]]]]
+
+
+def encode_snapshot(snap: SnapshotContents) -> bytes:
+    """``MVCCStore.snapshot()``'s bytes for these contents (also how a store is built
+    from elsewhere, e.g. from an etcd backend, and then restored)."""
+    keys: list[list[Any]] = []
+    for key, versions in snap.keys:
+        rows: list[list[Any]] = []
+        for main, sub, kv in versions:
+            if kv is None:
+                rows.append([main, sub])
+            else:
+                rows.append([main, sub, kv.create_revision, kv.version, kv.value, kv.lease])
+        keys.append([key, rows])
+    packed: bytes = msgpack.packb([SNAPSHOT_FORMAT, snap.revision, snap.compact_revision, keys], use_bin_type=True)
+    return packed
 
 
 def decode_snapshot(data: bytes) -> SnapshotContents:
