@@ -276,6 +276,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     print("bench: 5 members, 10 clients, 100 ops/s, nemesis partition,kill, 60 simulated seconds "
           "(50 s of faults + 10 s quiet); simulation only (the linearizability check is timed apart)")
+    if args.profile:
+        from sim.profiling import profile, render
+
+        opts = BENCH.with_(seed=args.seed)
+        print(f"profiling seed {opts.seed} (cProfile; the shares are the figure, not the seconds)")
+        print(render(profile(lambda: simulate(opts, linearizability=not args.skip_check))))
+        return 0
     rates, event_rates = [], []
     ok = True
     for i in range(args.repeat):
@@ -352,6 +359,9 @@ def add_bench(subparsers: Any) -> None:
     p.add_argument("--seed", type=int, default=1, help="first seed (default 1)")
     p.add_argument("--repeat", type=int, default=3, help="runs, with consecutive seeds (default 3)")
     p.add_argument("--skip-check", action="store_true", help="skip the linearizability check")
+    p.add_argument("--profile", action="store_true",
+                   help="instead of timing, run --seed once under cProfile and print where the time goes, "
+                   "by layer (kv.raft, the rest of kv, sim, simpy, the standard library) and by function")
     p.set_defaults(run=cmd_bench)
 
 
