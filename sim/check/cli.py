@@ -19,7 +19,9 @@ from sim.history import HistoryError
 BAD_INPUT = 3
 
 _DESCRIPTION = """\
-Check a history file (JSON Lines, format in sim/history.py).
+Check a history file (JSON Lines, format in sim/history.py), or a Jepsen
+register history (history.edn: :read, :write and :cas ops, keyed with
+jepsen.independent or one register; reading rules in sim/check/jepsen.py).
 
 --kind linearizability (default): is there a total order of the get, put,
 delete, cas and txn operations that respects real time and the semantics of a
@@ -42,7 +44,19 @@ def add_check(subparsers: Any) -> None:
         description=_DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("history", metavar="HISTORY.jsonl", help="the history file to check")
+    p.add_argument("history", metavar="HISTORY", help="the history file to check (.jsonl, or Jepsen's .edn)")
+    p.add_argument(
+        "--format",
+        choices=["auto", "jsonl", "jepsen"],
+        default="auto",
+        help="how to read HISTORY: jsonl (sim/history.py), jepsen (a Jepsen register history.edn), or "
+        "auto: jepsen for a .edn file, else jsonl (default); jepsen implies --kind linearizability",
+    )
+    p.add_argument(
+        "--write-edn",
+        metavar="OUT.edn",
+        help="also write the history as Jepsen ops (get/put/cas only), to check the same run with Knossos",
+    )
     p.add_argument(
         "--kind",
         choices=[k.value for k in CheckKind],
@@ -81,6 +95,10 @@ def add_check(subparsers: Any) -> None:
 
 def run_check(args: argparse.Namespace) -> int:
     kind = CheckKind(args.kind)
+    if kind is not CheckKind.LINEARIZABILITY and (args.format == "jepsen" or args.write_edn):
+        print("error: --format jepsen and --write-edn are for kv histories; use --kind linearizability",
+              file=sys.stderr)
+        return BAD_INPUT
     if kind is not CheckKind.LINEARIZABILITY and (args.plot or args.html):
         print("error: --plot and --html draw kv histories; use them with --kind linearizability", file=sys.stderr)
         return BAD_INPUT
@@ -126,9 +144,20 @@ def _run(kind: CheckKind, args: argparse.Namespace) -> tuple[CheckResult, list[A
         return check_lease(args.history), None
     from sim.check.linearizability import check
     from sim.check.model import ModelKind
-    from sim.history import read_history
 
-    ops = read_history(args.history)
+    if args.format == "jepsen" or (args.format == "auto" and str(args.history).endswith(".edn")):
+        from sim.check.jepsen import read_jepsen
+
+        ops = read_jepsen(args.history)
+    else:
+        from sim.history import read_history
+
+        ops = read_history(args.history)
+    if args.write_edn:
+        from sim.check.jepsen import write_jepsen
+
+        with open(args.write_edn, "w", encoding="utf-8") as f:
+            f.write(write_jepsen(ops))
     result = check(
         ops,
         model=ModelKind(args.model),
