@@ -32,17 +32,28 @@ Revisions, versions and compaction are raftkv's (kv/mvcc.py keeps what
 etcd keeps, except that it also keeps a tombstone made exactly at the
 compaction revision; etcd's restore skips a tombstone of a key it has not
 seen, so that extra entry changes nothing after a restore).
+
+``from_buckets`` reads the same schema back (what ``raftkv snapshot restore``
+starts from), as etcd 3.4's restore reads its backend (mvcc/kvstore.go
+``restore``, lease/lessor.go ``initAndRecover``): the current revision is the
+newest revision in ``key`` (at least 1, at least the finished compaction);
+a compaction that was scheduled but not finished is finished here; a key's
+lease is only the KeyValue's ``lease`` field.
 """
 
 from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass
+
+from google.protobuf.message import DecodeError
 
 from kv import api
 from kv import mvcc
 from kv.applier import StateMachine
+from kv.errors import CorruptRecord, RaftKVError
 from real_net import bbolt
 from real_net.proto import kv_pb2
 
@@ -204,3 +215,147 @@ def buckets(state: BackendState) -> dict[bytes, dict[bytes, bytes]]:
 def encode(state: BackendState) -> bytes:
     """The bbolt file etcd 3.4 would hold for this state (4 KiB pages)."""
     return bbolt.write_db(buckets(state))
+
+
+# ------------------------------------------------------------------- reading
+
+
+def from_buckets(db: Mapping[bytes, Mapping[bytes, object]]) -> BackendState:
+    """The state an etcd 3.4 backend (or raftkv's own export of one) holds: the inverse
+    of ``buckets``. Raises CorruptRecord, naming the bucket and key, on anything that is
+    not etcd's schema. Buckets etcd creates on start may be missing (they are empty)."""
+    if KEY not in db and META not in db:
+        raise CorruptRecord("not an etcd backend: the database has neither a 'key' nor a 'meta' bucket")
+    meta = _bucket(db, META)
+    finished = _compact_revision(meta, FINISHED_COMPACT_REV)
+    scheduled = _compact_revision(meta, SCHEDULED_COMPACT_REV)
+    versions: dict[bytes, list[tuple[int, int, api.KeyValue | None]]] = {}
+    current = 1
+    for rkey in sorted(_bucket(db, KEY)):
+        value = _bytes(db, KEY, rkey)
+        if len(rkey) not in (_REVISION.size, _REVISION.size + 1) or rkey[8:9] != b"_" or (
+            len(rkey) > _REVISION.size and rkey[-1:] != _TOMBSTONE
+        ):
+            raise CorruptRecord(f"key bucket: {rkey!r} is not a revision (8 bytes, '_', 8 bytes[, 't'])")
+        main, sub, tombstone = parse_revision_key(rkey)
+        pb = kv_pb2.KeyValue()
+        try:
+            pb.ParseFromString(value)
+        except DecodeError as e:
+            raise CorruptRecord(f"key bucket: revision {main}.{sub}: not an mvccpb.KeyValue: {e}") from None
+        current = max(current, main)
+        history = versions.setdefault(pb.key, [])
+        if tombstone:
+            # etcd's restore skips a tombstone of a key it has not seen; raftkv keeps one
+            # made at the compaction revision (kv/mvcc.py), so only that one is kept.
+            if history or main == finished:
+                history.append((main, sub, None))
+            elif not history:
+                del versions[pb.key]
+            continue
+        kv = api.KeyValue(pb.key, pb.create_revision, main, pb.version, pb.value, pb.lease)
+        history.append((main, sub, kv))
+    current = max(current, finished)
+    contents = mvcc.SnapshotContents(current, finished, sorted(versions.items()))
+    store_bytes = mvcc.encode_snapshot(contents)
+    if scheduled > finished:
+        # etcd finishes an interrupted compaction when it opens the backend.
+        store = mvcc.MVCCStore()
+        store.restore(store_bytes)
+        try:
+            store.compact(api.CompactionRequest(revision=scheduled))
+        except RaftKVError as e:
+            raise CorruptRecord(f"meta bucket: scheduled compaction at {scheduled} cannot run: {e}") from None
+        store_bytes = store.snapshot()
+    leases = []
+    for lkey in sorted(_bucket(db, LEASE)):
+        fields = _read_proto_varints(_bytes(db, LEASE, lkey), f"lease bucket: {lkey.hex()}")
+        lease_id = _signed64(fields.get(1, 0))
+        if lease_id <= 0:
+            raise CorruptRecord(f"lease bucket: {lkey.hex()}: lease ID {lease_id} is not positive")
+        leases.append((lease_id, _signed64(fields.get(2, 0))))
+    members = []
+    for mkey in sorted(_bucket(db, MEMBERS)):
+        members.append(_member_from_json(_bytes(db, MEMBERS, mkey), mkey))
+    removed = []
+    for rkey in sorted(_bucket(db, MEMBERS_REMOVED)):
+        try:
+            removed.append(int(rkey, 16))
+        except ValueError:
+            raise CorruptRecord(f"members_removed bucket: {rkey!r} is not a hex member ID") from None
+    index = meta.get(CONSISTENT_INDEX)
+    return BackendState(
+        header=api.ResponseHeader(revision=current),
+        consistent_index=_U64.unpack(index)[0] if isinstance(index, bytes) and len(index) == 8 else 0,
+        mvcc=store_bytes,
+        leases=tuple(sorted(leases)),
+        members=tuple(sorted(members, key=lambda m: m.ID)),
+        removed=tuple(sorted(removed)),
+    )
+
+
+def _bucket(db: Mapping[bytes, Mapping[bytes, object]], name: bytes) -> Mapping[bytes, object]:
+    b = db.get(name, {})
+    if not isinstance(b, Mapping):
+        raise CorruptRecord(f"{name.decode()} is not a bucket")
+    return b
+
+
+def _bytes(db: Mapping[bytes, Mapping[bytes, object]], bucket: bytes, key: bytes) -> bytes:
+    value = db[bucket][key]
+    if not isinstance(value, bytes):
+        raise CorruptRecord(f"{bucket.decode()} bucket: {key!r} is a nested bucket, not a value")
+    return value
+
+
+def _compact_revision(meta: Mapping[bytes, object], name: bytes) -> int:
+    value = meta.get(name)
+    if value is None:
+        return 0
+    if not isinstance(value, bytes) or len(value) != _REVISION.size:
+        raise CorruptRecord(f"meta bucket: {name.decode()} is not a 17-byte revision")
+    main, _, _ = parse_revision_key(value)
+    return main
+
+
+def _read_proto_varints(data: bytes, what: str) -> dict[int, int]:
+    """The varint fields of a protobuf message (leasepb.Lease has only those)."""
+    fields: dict[int, int] = {}
+    pos = 0
+    while pos < len(data):
+        tag, pos = _read_varint(data, pos, what)
+        if tag & 7 != 0:
+            raise CorruptRecord(f"{what}: not a leasepb.Lease (field {tag >> 3} has wire type {tag & 7})")
+        fields[tag >> 3], pos = _read_varint(data, pos, what)
+    return fields
+
+
+def _read_varint(data: bytes, pos: int, what: str) -> tuple[int, int]:
+    n = shift = 0
+    while True:
+        if pos >= len(data) or shift > 63:
+            raise CorruptRecord(f"{what}: truncated or overlong varint")
+        b = data[pos]
+        pos += 1
+        n |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            return n & 0xFFFFFFFFFFFFFFFF, pos
+
+
+def _signed64(n: int) -> int:
+    return n - (1 << 64) if n >= 1 << 63 else n
+
+
+def _member_from_json(raw: bytes, key: bytes) -> api.Member:
+    try:
+        d = json.loads(raw)
+        return api.Member(
+            ID=int(d["id"]),
+            name=str(d.get("name", "")),
+            peer_urls=tuple(str(u) for u in d.get("peerURLs") or ()),
+            client_urls=tuple(str(u) for u in d.get("clientURLs") or ()),
+            is_learner=bool(d.get("isLearner", False)),
+        )
+    except (ValueError, KeyError, TypeError) as e:
+        raise CorruptRecord(f"members bucket: {key!r}: not etcd's member JSON: {e}") from None
