@@ -1,10 +1,12 @@
-"""The ``raftkv`` command line (``python -m real_net``): cluster, serve, certs, bench.
+"""The ``raftkv`` command line (``python -m real_net``): cluster, serve, snapshot, certs, bench.
 
 Why these subcommands: ``serve`` is one member as it runs on a real machine,
 with etcd's flag names so an etcd operator reads it without a manual;
 ``cluster`` is the quick start (certificates, N ``serve`` processes on
 127.0.0.1, an etcdctl line that works); ``certs`` makes only the
-certificates; ``bench`` measures raftkv, or any etcd endpoint, with one client.
+certificates; ``bench`` measures raftkv, or any etcd endpoint, with one client;
+``snapshot status`` / ``snapshot restore`` are etcdctl's, for raftkv's data dir
+(an etcd snapshot becomes a raftkv cluster).
 """
 
 from __future__ import annotations
@@ -129,6 +131,12 @@ def _add_cluster(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument("--heartbeat-interval", type=int, default=None, metavar="MS", help="passed to every member")
     p.add_argument("--snapshot-count", type=int, default=None, metavar="N", help="passed to every member")
     p.add_argument("--unsafe-no-fsync", action="store_true", help="passed to every member (benchmarks only)")
+    p.add_argument("--restore", type=Path, metavar="FILE",
+                   help="start every member from this snapshot file (`etcdctl snapshot save` of an etcd or "
+                   "raftkv cluster; see `snapshot restore`): its keys, revisions, compaction and leases, "
+                   "with this cluster's members. DIR must not hold member data yet.")
+    p.add_argument("--skip-hash-check", action="store_true",
+                   help="with --restore: accept a file without the sha256 trailer (a db copied from a data dir)")
 
 
 def _add_certs(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -142,6 +150,63 @@ def _add_certs(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--names", default="n1,n2,n3", help="member names, comma-separated (default: n1,n2,n3)")
     p.add_argument("--hosts", default="127.0.0.1,localhost",
                    help="hosts every member certificate is valid for (default: 127.0.0.1,localhost)")
+
+
+_EPILOG_SNAPSHOT = """\
+examples:
+  etcdctl --endpoints=ETCD snapshot save etcd.db
+  python -m real_net snapshot status etcd.db -w table
+  python -m real_net snapshot restore etcd.db --data-dir /tmp/n1 --name n1 \\
+      --initial-cluster n1=https://127.0.0.1:2380,n2=https://127.0.0.1:2480,n3=https://127.0.0.1:2580 \\
+      --initial-cluster-token tok --initial-advertise-peer-urls https://127.0.0.1:2380
+  (the same for n2 and n3, then `serve` each with the same --initial-cluster and token)
+  python -m real_net cluster --nodes 3 --data-dir /tmp/c --restore etcd.db   # all of it, locally
+"""
+
+
+def _add_snapshot(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "snapshot",
+        help="status of a snapshot file, or restore one into a new raftkv data dir (etcdctl's commands)",
+        description="etcdctl snapshot status / restore for raftkv. The file is what `etcdctl snapshot save` "
+        "writes, from a real etcd 3.4 or from raftkv: etcd's bbolt backend and its sha256.",
+        epilog=_EPILOG_SNAPSHOT,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    snap = p.add_subparsers(dest="snapshot_command", required=True, metavar="{status,restore}")
+    st = snap.add_parser(
+        "status",
+        help="hash, revision, total keys and total size of a snapshot file (as etcdctl prints them)",
+        description="Gets backend snapshot status of a given file: bbolt's consistency check, then the "
+        "CRC-32C hash over every bucket, key and value, the revision, the number of keys and the size, "
+        "printed as `etcdctl snapshot status` prints them.",
+    )
+    st.add_argument("file", type=Path)
+    st.add_argument("-w", "--write-out", choices=("simple", "table", "json"), default="simple",
+                    help="output format (default: simple, as etcdctl)")
+    rs = snap.add_parser(
+        "restore",
+        help="a new raftkv member data dir from a snapshot file, with a new membership",
+        description="Restores an etcd member snapshot to a raftkv data directory, as `etcdctl snapshot "
+        "restore` does for etcd: the sha256 is checked, every kept version of every key (revisions, "
+        "versions, leases, tombstones), the compaction point and the leases are kept; the old members "
+        "are dropped and the members of --initial-cluster get fresh IDs derived from their peer URLs "
+        "and --initial-cluster-token. Restore every member with the same --initial-cluster and token, "
+        "then start each with `serve` on its data dir.",
+    )
+    rs.add_argument("file", type=Path)
+    rs.add_argument("--data-dir", type=Path, default=None, help="path to the data directory (default: NAME.etcd); "
+                    "must not exist")
+    rs.add_argument("--name", default="default", help="human-readable name for this member (default: default)")
+    rs.add_argument("--initial-cluster", default="default=http://localhost:2380", metavar="NAME=URL,...",
+                    help="initial cluster configuration for restore bootstrap "
+                    "(default: default=http://localhost:2380)")
+    rs.add_argument("--initial-cluster-token", default="etcd-cluster", metavar="TOKEN",
+                    help="initial cluster token for the cluster during restore bootstrap (default: etcd-cluster)")
+    rs.add_argument("--initial-advertise-peer-urls", default="http://localhost:2380", metavar="URL",
+                    help="this member's peer URL, as in --initial-cluster (default: http://localhost:2380)")
+    rs.add_argument("--skip-hash-check", action="store_true",
+                    help="ignore snapshot integrity hash value (required if copied from data directory)")
 
 
 def _add_bench(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -161,9 +226,10 @@ def parser() -> argparse.ArgumentParser:
         prog="raftkv",
         description="raftkv: an etcd-compatible key-value store on one Raft core (the real cluster).",
     )
-    sub = p.add_subparsers(dest="command", required=True, metavar="{cluster,serve,certs,bench}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{cluster,serve,snapshot,certs,bench}")
     _add_cluster(sub)
     _add_serve(sub)
+    _add_snapshot(sub)
     _add_certs(sub)
     _add_bench(sub)
     return p
@@ -218,8 +284,36 @@ def _cluster(args: argparse.Namespace) -> int:
     if args.unsafe_no_fsync:
         extra.append("--unsafe-no-fsync")
     return run_cluster(
-        args.data_dir.resolve(), args.nodes, plain=args.plain, client_cert_auth=args.client_cert_auth, extra=extra
+        args.data_dir.resolve(), args.nodes, plain=args.plain, client_cert_auth=args.client_cert_auth, extra=extra,
+        restore=args.restore, skip_hash_check=args.skip_hash_check,
+    )  # fmt: skip
+
+
+def _snapshot(args: argparse.Namespace) -> int:
+    if args.snapshot_command == "status":
+        from real_net.snapshot_file import format_status, status
+
+        try:
+            st = status(args.file.read_bytes())
+        except RaftKVError as e:
+            raise type(e)(f"{args.file}: {e}") from None
+        sys.stdout.write(format_status(st, args.write_out))
+        return 0
+    from real_net.restore import RestoreConfig, report, restore
+
+    done = restore(
+        RestoreConfig(
+            snapshot_path=args.file,
+            name=args.name,
+            data_dir=args.data_dir,
+            initial_cluster=args.initial_cluster,
+            initial_cluster_token=args.initial_cluster_token,
+            initial_advertise_peer_urls=args.initial_advertise_peer_urls,
+            skip_hash_check=args.skip_hash_check,
+        )
     )
+    print(report(done))
+    return 0
 
 
 def _certs(args: argparse.Namespace) -> int:
@@ -244,6 +338,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cluster(args)
         if args.command == "certs":
             return _certs(args)
+        if args.command == "snapshot":
+            return _snapshot(args)
         from real_net.bench import run_bench
 
         return run_bench(args)

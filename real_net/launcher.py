@@ -18,6 +18,10 @@ Layout of the data dir::
 
 A second run on the same DIR reuses cluster.json's URLs (member IDs are derived
 from peer URLs, so they must not change) and the certificates.
+
+With ``restore`` (``cluster --restore FILE``), every member's data dir is first
+made from a snapshot file by ``real_net.restore`` (loaded and checked once),
+with this cluster's members and token, so the members all start from it.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from real_net.client import ClientTLS, status
 
 CLUSTER_FILE = "cluster.json"
 ENV_FILE = "etcdctl.env"
+LOCAL_TOKEN = "raftkv-local"  # --initial-cluster-token of the members `cluster` starts
 READY_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
 
@@ -83,7 +88,7 @@ def serve_argv(
     paths: certs.CertPaths,
     *,
     state: str = "new",
-    token: str = "raftkv-local",
+    token: str = LOCAL_TOKEN,
     client_cert_auth: bool = False,
     extra: Sequence[str] = (),
 ) -> list[str]:
@@ -286,15 +291,32 @@ def run_cluster(
     client_cert_auth: bool = False,
     extra: Sequence[str] = (),
     out: Callable[[str], None] | None = None,
+    restore: Path | None = None,
+    skip_hash_check: bool = False,
 ) -> int:
-    """The ``cluster`` command: start, report, wait for Ctrl-C/SIGTERM, stop."""
+    """The ``cluster`` command: start, report, wait for Ctrl-C/SIGTERM, stop. With
+    `restore`, every member starts from that snapshot file."""
     if out is None:
         out = _say
     warning = even_size_warning(nodes)
     if warning:
         print(f"raftkv: {warning}", file=sys.stderr)
+    state = None
+    if restore is not None:
+        from real_net import restore as restoring
+
+        # Checked before anything is written: a bad file leaves DIR as it was.
+        state = restoring.load(restore, skip_hash_check)
     directory.mkdir(parents=True, exist_ok=True)
     specs, paths = plan(directory, nodes, plain=plain, client_cert_auth=client_cert_auth, extra=extra)
+    if state is not None:
+        busy = [str(s.data_dir) for s in specs if s.data_dir.exists()]
+        if busy:
+            raise SystemExit(f"raftkv: error: --restore needs member data dirs that do not exist yet: {', '.join(busy)}")
+        initial = ",".join(f"{s.name}={s.peer_url}" for s in specs)
+        for spec in specs:
+            done = restoring.restore_member(state, spec.data_dir, spec.name, initial, LOCAL_TOKEN, spec.peer_url)
+            out(restoring.report(done))
     stopping = False
 
     def on_signal(signum: int, frame: object) -> None:

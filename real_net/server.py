@@ -273,15 +273,20 @@ class Identity:
 
 
 def founding_identity(config: ServerConfig) -> Identity:
-    token = config.initial_cluster_token
+    return founding_identity_of(config.name, config.initial_cluster, config.initial_cluster_token)
+
+
+def founding_identity_of(name: str, initial_cluster: tuple[tuple[str, str], ...], token: str) -> Identity:
+    """A founding member's identity from --name, --initial-cluster and the token (also what
+    ``raftkv snapshot restore`` gives the members of the cluster it makes)."""
     members = tuple(
-        api.Member(ID=member_id_from([url], token), name=name, peer_urls=(url,)) for name, url in config.initial_cluster
+        api.Member(ID=member_id_from([url], token), name=n, peer_urls=(url,)) for n, url in initial_cluster
     )
     ids = [m.ID for m in members]
     if len(set(ids)) != len(ids):
         raise ConfigError("initial-cluster gives two members the same peer URL")
-    me = next(m for m in members if m.name == config.name)
-    return Identity(config.name, me.ID, cluster_id_from(ids), False, members)
+    me = next(m for m in members if m.name == name)
+    return Identity(name, me.ID, cluster_id_from(ids), False, members)
 
 
 async def joining_identity(config: ServerConfig, client_ssl: Any, timeout: float = JOIN_TIMEOUT) -> Identity:
