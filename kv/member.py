@@ -65,7 +65,8 @@ from kv.raft.messages import (
     Role,
     Snapshot,
 )
-from kv.raft.node import RaftNode, Ready
+from kv.raft.node import RaftNode
+from kv.raft.ready import Ready
 from kv.raft.storage import MemoryStorage
 from kv.watch import WatchHub
 

@@ -43,7 +43,7 @@ from kv.errors import ProposalDropped
 from kv.raft import Entry, EntryType, HardState, MemoryStorage, Message, MessageType, RaftConfig, RaftNode, Role
 from kv.raft.invariants import Property, SafetyChecker, Violation
 from kv.raft.log import CommittedEntryConflict
-from kv.raft.node import Ready
+from kv.raft.ready import Ready
 from sim.distributions import Latency
 from sim.seeds import child_rng
 

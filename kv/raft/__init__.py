@@ -19,7 +19,8 @@ from kv.raft.messages import (
     SnapshotMetadata,
     SoftState,
 )
-from kv.raft.node import RaftNode, Ready, Status
+from kv.raft.node import RaftNode
+from kv.raft.ready import Ready, Status
 from kv.raft.storage import MemoryStorage, Storage
 
 __all__ = [

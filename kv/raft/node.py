@@ -13,6 +13,11 @@ they wake, before feeding anything else, so timers reset by a message use the
 right time. Randomness (election timeouts) comes from a ``random.Random`` the
 caller owns.
 
+This module holds the node's state, its inputs and outputs, role changes and
+timers; the protocol's parts live beside it and are bound as methods:
+election.py, follower.py, leader.py, replication.py, membership.py (and the
+Ready and Status it hands out, ready.py).
+
 The rules implemented here cite the Raft paper (Ongaro & Ousterhout 2014,
 "§5.x", "Figure 2") and Ongaro's dissertation (2014, "dissertation §x.y").
 """
@@ -20,12 +25,11 @@ The rules implemented here cite the Raft paper (Ongaro & Ousterhout 2014,
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 
 from kv.bugs import TeachingBug
 from kv import codec  # module import: kv.codec imports kv.raft.messages, so bind late
-from kv.errors import ConfigError, CorruptRecord, ProposalDropped, RaftKVError
-from kv.raft import confchange
+from kv.errors import ConfigError
+from kv.raft import confchange, election, follower, leader, membership, replication
 from kv.raft.config import RaftConfig
 from kv.raft.log import RaftLog
 from kv.raft.messages import (
@@ -41,13 +45,13 @@ from kv.raft.messages import (
     MessageType,
     ReadState,
     Role,
-    Snapshot,
     SoftState,
 )
-from kv.raft.progress import Progress, ProgressState
-from kv.raft.quorum import VoteResult, joint_vote_result
+from kv.raft.election import CAMPAIGN_TRANSFER
+from kv.raft.progress import Progress
 from kv.raft.readonly import ReadOnly
-from kv.raft.storage import ErrCompactedLog, ErrUnavailable, Storage, entry_size
+from kv.raft.ready import DriverError, ProgressView, Ready, Status
+from kv.raft.storage import Storage, entry_size
 from kv.raft.tracker import ProgressTracker
 
 _VOTE_TRAFFIC = frozenset(
@@ -55,59 +59,6 @@ _VOTE_TRAFFIC = frozenset(
 )
 _FORWARDED = frozenset({MessageType.PROP, MessageType.READ_INDEX, MessageType.TRANSFER_LEADER})
 
-# Context of a campaign forced by TIMEOUT_NOW: voters grant it even inside a leader lease.
-CAMPAIGN_TRANSFER = b"transfer"
-
-
-class DriverError(RaftKVError):
-    """The driver broke the Ready contract (e.g. fed input before advancing a Ready)."""
-
-    message = "raft: driver misuse"
-
-
-@dataclass(frozen=True, slots=True)
-class Ready:
-    """Everything the driver must do, in order: persist, send, apply, then advance()."""
-
-    soft_state: SoftState
-    hard_state: HardState | None  # None when unchanged since the last Ready
-    entries: tuple[Entry, ...]  # to append to stable storage (after truncating conflicts)
-    snapshot: Snapshot | None  # to persist and hand to the state machine
-    committed_entries: tuple[Entry, ...]  # to apply, in order
-    messages: tuple[Message, ...]  # to send only after the above is durable (but see send_first)
-    read_states: tuple[ReadState, ...]
-    must_sync: bool  # whether persisting requires an fsync before sending
-    # The messages may go out *before* the persist, overlapping the leader's disk write with
-    # the followers' (Raft dissertation §10.2.1; etcd's raftNode does it): true for a leader's
-    # Ready that changes neither term nor vote and installs no snapshot. Safe because the
-    # leader counts its own entries toward a quorum only after advance().
-    send_first: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class ProgressView:
-    match_index: int
-    next_index: int
-    state: ProgressState
-    is_learner: bool
-    recent_active: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Status:
-    """A read-only view for tests, invariant checkers and etcd's Status RPC."""
-
-    id: int
-    term: int
-    vote: int
-    commit: int
-    applied: int
-    role: Role
-    leader: int
-    last_index: int
-    conf_state: ConfState
-    progress: dict[int, ProgressView]
-    lead_transferee: int
 
 
 class RaftNode:
@@ -498,563 +449,52 @@ class RaftNode:
             self.config.election_timeout_min, self.config.election_timeout_max
         )
 
-    # ------------------------------------------------------------- elections
+    # The protocol's parts, each in its own module and bound here as methods
+    # (they read and write this node's state as methods do):
+    # elections (kv/raft/election.py), the follower (follower.py), the leader
+    # (leader.py), its log replication (replication.py) and membership changes
+    # (membership.py).
 
-    def _promotable(self) -> bool:
-        pr = self.tracker.progress.get(self.id)
-        return pr is not None and not pr.is_learner and self.log.unstable_snapshot is None
+    _promotable = election.promotable
+    _has_unapplied_conf_change = election.has_unapplied_conf_change
+    _hup = election.hup
+    _campaign = election.campaign
+    _poll_result = election.poll_result
+    _handle_vote_request = election.handle_vote_request
+    _step_candidate = election.step_candidate
 
-    def _has_unapplied_conf_change(self) -> bool:
-        if self.log.applied >= self.log.committed:
-            return False
-        lo = max(self.log.applied + 1, self.log.first_index())
-        return any(e.type == EntryType.CONF_CHANGE for e in self.log.slice(lo, self.log.committed + 1))
+    _step_follower = follower.step_follower
+    _drop = staticmethod(follower.drop)
+    _handle_append = follower.handle_append
+    _handle_heartbeat = follower.handle_heartbeat
+    _handle_snapshot = follower.handle_snapshot
+    _restore = follower.restore
 
-    def _hup(self, transfer: bool) -> None:
-        if self.role == Role.LEADER:
-            return
-        if not self._promotable():
-            return
-        if self._has_unapplied_conf_change():
-            # Our view of the membership may be stale until these apply; campaigning
-            # under the old configuration could elect a leader without a real quorum.
-            return
-        if self.config.pre_vote and not transfer:
-            self._campaign(MessageType.PRE_VOTE)
-        else:
-            self._campaign(MessageType.VOTE, transfer=transfer)
+    _tick_leader = leader.tick_leader
+    _step_leader = leader.step_leader
+    _leader_propose = leader.leader_propose
+    _conf_change_refusal = leader.conf_change_refusal
+    _leader_read_index = leader.leader_read_index
+    _release_pending_read_index = leader.release_pending_read_index
+    _handle_read_ack = leader.handle_read_ack
+    _answer_read = leader.answer_read
+    _leader_transfer = leader.leader_transfer
+    _abort_leader_transfer = leader.abort_leader_transfer
 
-    def _campaign(self, kind: MessageType, transfer: bool = False) -> None:
-        if kind == MessageType.PRE_VOTE:
-            self.become_pre_candidate()
-            term = self.term + 1  # the term we would campaign in; not adopted yet
-        else:
-            self.become_candidate()
-            term = self.term
-        self.tracker.record_vote(self.id, True)
-        if self._poll_result() == VoteResult.WON:
-            # A single-voter configuration wins at once.
-            if kind == MessageType.PRE_VOTE:
-                self._campaign(MessageType.VOTE)
-            else:
-                self.become_leader()
-            return
-        ctx = CAMPAIGN_TRANSFER if transfer else b""
-        last_index, last_term = self.log.last_index(), self.log.last_term()
-        for node_id in self.tracker.voter_ids():
-            if node_id == self.id:
-                continue
-            self._send(
-                Message(type=kind, to=node_id, term=term, index=last_index, log_term=last_term, context=ctx)
-            )
+    _append_entries = replication.append_entries
+    _maybe_commit = replication.maybe_commit
+    _committed_entry_in_current_term = replication.committed_entry_in_current_term
+    _handle_append_response = replication.handle_append_response
+    _send_append = replication.send_append
+    _send_snapshot = replication.send_snapshot
+    _bcast_append = replication.bcast_append
+    _bcast_heartbeat = replication.bcast_heartbeat
 
-    def _poll_result(self) -> VoteResult:
-        cfg = self.tracker.config
-        return joint_vote_result(cfg.voters, cfg.voters_outgoing, self.tracker.votes)
-
-    def _handle_vote_request(self, m: Message) -> None:
-        # Figure 2, RequestVote receiver: grant if we have not voted for someone else in
-        # this term (or it is a pre-vote for a later term) and the candidate's log is at
-        # least as up-to-date as ours (§5.4.1).
-        can_vote = (
-            self.vote == m.from_
-            or (self.vote == NONE and self.lead == NONE)
-            or (m.type == MessageType.PRE_VOTE and m.term > self.term)
-        )
-        up_to_date = self.log.is_up_to_date(m.index, m.log_term)
-        if self.config.has_bug(TeachingBug.NO_LOG_CHECK):
-            # TEACHING BUG no-log-check: grant votes without comparing logs, so a candidate
-            # missing committed entries can win (breaks Leader Completeness, Raft §5.4.1).
-            up_to_date = True
-        resp = MessageType.VOTE_RESP if m.type == MessageType.VOTE else MessageType.PRE_VOTE_RESP
-        if can_vote and up_to_date:
-            # A granted vote is sent with the candidate's term: for a pre-vote that term
-            # is not ours yet, and the candidate must not take the answer as stale.
-            self._send(Message(type=resp, to=m.from_, term=m.term))
-            if m.type == MessageType.VOTE:
-                self._reset_election_timer()
-                self.vote = m.from_
-        else:
-            self._send(Message(type=resp, to=m.from_, term=self.term, reject=True))
-
-    def _step_candidate(self, m: Message) -> None:
-        my_resp = MessageType.PRE_VOTE_RESP if self.role == Role.PRE_CANDIDATE else MessageType.VOTE_RESP
-        t = m.type
-        if t in (MessageType.PROP, MessageType.READ_INDEX, MessageType.TRANSFER_LEADER):
-            self._drop(m, "no leader")
-        elif t in (MessageType.APP, MessageType.HEARTBEAT, MessageType.SNAP):
-            # A leader of our term exists (m.term == term here): stand down and follow it.
-            self.become_follower(m.term, m.from_)
-            self._step_follower(m)
-        elif t == my_resp:
-            self.tracker.record_vote(m.from_, not m.reject)
-            result = self._poll_result()
-            if result == VoteResult.WON:
-                if self.role == Role.PRE_CANDIDATE:
-                    self._campaign(MessageType.VOTE)
-                else:
-                    self.become_leader()
-                    self._bcast_append()
-            elif result == VoteResult.LOST:
-                # Pre-candidates also land here; their term is unchanged (§9.6).
-                self.become_follower(self.term, NONE)
-        # TIMEOUT_NOW and stale responses are ignored by a candidate.
-
-    # -------------------------------------------------------------- follower
-
-    def _step_follower(self, m: Message) -> None:
-        t = m.type
-        if t == MessageType.PROP:
-            if self.lead == NONE:
-                self._drop(m, "no leader")
-                return
-            # Forward to the leader, as etcd does; the proposer learns the outcome by
-            # seeing its entry applied (the Member tags entries with request ids).
-            self._send(Message(type=MessageType.PROP, to=self.lead, entries=m.entries))
-        elif t == MessageType.APP:
-            self._reset_election_timer()
-            self.lead = m.from_
-            self._handle_append(m)
-        elif t == MessageType.HEARTBEAT:
-            self._reset_election_timer()
-            self.lead = m.from_
-            self._handle_heartbeat(m)
-        elif t == MessageType.SNAP:
-            self._reset_election_timer()
-            self.lead = m.from_
-            self._handle_snapshot(m)
-        elif t == MessageType.TRANSFER_LEADER:
-            if self.lead == NONE:
-                self._drop(m, "no leader to transfer leadership from")
-                return
-            self._send(Message(type=MessageType.TRANSFER_LEADER, to=self.lead, from_=m.from_))
-        elif t == MessageType.TIMEOUT_NOW:
-            # The leader asked us to take over (dissertation §3.10): campaign at once,
-            # skipping pre-vote and overriding the voters' leader lease.
-            self._hup(transfer=True)
-        elif t == MessageType.READ_INDEX:
-            if self.lead == NONE:
-                self._drop(m, "no leader")
-                return
-            self._send(Message(type=MessageType.READ_INDEX, to=self.lead, context=m.context))
-        elif t == MessageType.READ_INDEX_RESP:
-            self.read_states.append(ReadState(index=m.index, request_ctx=m.context))
-
-    @staticmethod
-    def _drop(m: Message, reason: str) -> None:
-        """Refuse an input: loudly to a local caller, silently for a forwarded message."""
-        if m.to == NONE:  # built by a public method of this node, not received from a peer
-            raise ProposalDropped(reason)
-
-    def _handle_append(self, m: Message) -> None:
-        if m.index < self.log.committed:
-            # Everything up to our commit index matches the leader's log (Log Matching).
-            self._send(Message(type=MessageType.APP_RESP, to=m.from_, index=self.log.committed))
-            return
-        last_new = self.log.maybe_append(m.index, m.log_term, m.commit, m.entries)
-        if last_new is not None:
-            self._send(Message(type=MessageType.APP_RESP, to=m.from_, index=last_new))
-            return
-        # Reject with a hint for fast backtracking: the last index at or before the
-        # probe whose term is <= the probe's term (skips a whole conflicting term at once).
-        hint_index = min(m.index, self.log.last_index())
-        hint_index, hint_term = self.log.find_conflict_by_term(hint_index, m.log_term)
-        self._send(
-            Message(
-                type=MessageType.APP_RESP,
-                to=m.from_,
-                index=m.index,
-                reject=True,
-                reject_hint=hint_index,
-                log_term=hint_term,
-            )
-        )
-
-    def _handle_heartbeat(self, m: Message) -> None:
-        # The leader sends min(our match, its commit), so this never passes our log.
-        self.log.commit_to(min(m.commit, self.log.last_index()))
-        self._send(Message(type=MessageType.HEARTBEAT_RESP, to=m.from_, context=m.context))
-
-    def _handle_snapshot(self, m: Message) -> None:
-        assert m.snapshot is not None
-        if self._restore(m.snapshot):
-            self._send(Message(type=MessageType.APP_RESP, to=m.from_, index=self.log.last_index()))
-        else:
-            self._send(Message(type=MessageType.APP_RESP, to=m.from_, index=self.log.committed))
-
-    def _restore(self, snap: Snapshot) -> bool:
-        meta = snap.metadata
-        if meta.index <= self.log.committed:
-            return False
-        cs = meta.conf_state
-        if self.id not in cs.voters + cs.learners + cs.voters_outgoing:
-            # A snapshot of a configuration we are not part of: ignore it (etcd does too).
-            return False
-        if self.log.match_term(meta.index, meta.term):
-            # We already have the snapshot's last entry: just move commit forward.
-            self.log.commit_to(meta.index)
-            return False
-        self.log.restore(snap)
-        self.tracker.config, self.tracker.progress = confchange.restore(
-            cs, self.log.last_index(), self.config.max_inflight_msgs
-        )
-        return True
-
-    # ---------------------------------------------------------------- leader
-
-    def _tick_leader(self) -> None:
-        now = self.now
-        if now >= self.check_quorum_deadline:
-            self.check_quorum_deadline = now + self.config.election_timeout_min
-            self.election_reset_at = now
-            if self.config.check_quorum:
-                # CheckQuorum (dissertation §6.2): a leader that has not heard from a
-                # quorum within an election timeout steps down, so clients stop waiting on it.
-                if not self.tracker.quorum_active(self.id):
-                    self.become_follower(self.term, NONE)
-                    return
-                for node_id, pr in self.tracker.progress.items():
-                    if node_id != self.id:
-                        pr.recent_active = False
-        if self.lead_transferee != NONE and now >= self.transfer_deadline:
-            self._abort_leader_transfer()
-        if now >= self.heartbeat_deadline:
-            self.heartbeat_deadline = now + self.config.heartbeat_interval
-            self._bcast_heartbeat(self.read_only.last_pending_ctx() or b"")
-
-    def _step_leader(self, m: Message) -> None:
-        t = m.type
-        if t in (MessageType.PROP, MessageType.TRANSFER_LEADER):
-            try:
-                if t == MessageType.PROP:
-                    self._leader_propose(m)
-                else:
-                    self._leader_transfer(m.from_)
-            except ProposalDropped as e:
-                self._drop(m, str(e))
-            return
-        if t == MessageType.READ_INDEX:
-            self._leader_read_index(m)
-            return
-        pr = self.tracker.progress.get(m.from_)
-        if pr is None:
-            return  # a message from a node no longer in the configuration
-        if t == MessageType.APP_RESP:
-            pr.recent_active = True
-            self._handle_append_response(m, pr)
-        elif t == MessageType.HEARTBEAT_RESP:
-            pr.recent_active = True
-            pr.probe_sent = False
-            if pr.state == ProgressState.REPLICATE and pr.inflights.full():
-                # Appends may have been lost; free one slot so replication cannot stall.
-                pr.inflights.free_first_one()
-            elif pr.state == ProgressState.SNAPSHOT and self.now - pr.snapshot_sent_at > self.config.election_timeout_max:
-                # The snapshot (or its answer) was probably lost: probe again, which resends it if needed.
-                pr.become_probe()
-            if pr.match_index < self.log.last_index():
-                self._send_append(m.from_)
-            if m.context:
-                self._handle_read_ack(m.from_, m.context)
-        elif t == MessageType.SNAP_STATUS:
-            if pr.state != ProgressState.SNAPSHOT:
-                return
-            if m.reject:
-                pr.pending_snapshot = 0
-            pr.become_probe()
-            # Wait for the next heartbeat response before probing again.
-            pr.probe_sent = True
-        elif t == MessageType.UNREACHABLE:
-            if pr.state == ProgressState.REPLICATE:
-                pr.become_probe()
-
-    def _leader_propose(self, m: Message) -> None:
-        if not m.entries:
-            raise ProposalDropped("empty proposal")
-        if self.id not in self.tracker.progress:
-            raise ProposalDropped("this node was removed from the configuration")
-        if self.lead_transferee != NONE:
-            raise ProposalDropped("leadership transfer in progress")
-        entries = list(m.entries)
-        for i, e in enumerate(entries):
-            if e.type != EntryType.CONF_CHANGE:
-                continue
-            cc = codec.decode_conf_change(e.data)
-            reason = self._conf_change_refusal(cc)
-            if reason:
-                raise ProposalDropped(reason)
-            self.pending_conf_index = self.log.last_index() + i + 1
-        self._append_entries(entries)
-        self._bcast_append()
-
-    def _conf_change_refusal(self, cc: ConfChange) -> str:
-        if self.pending_conf_index > self.log.applied:
-            return "possible unapplied conf change"
-        joint = self.tracker.config.joint
-        if joint and not cc.leave_joint():
-            return "must transition out of joint config first"
-        if not joint and cc.leave_joint():
-            return "not in joint state; refusing empty conf change"
-        try:
-            self._changed_config(cc)  # dry run: refuse now what would be invalid on apply
-        except confchange.ConfChangeError as e:
-            return str(e)
-        return ""
-
-    def _append_entries(self, entries: list[Entry]) -> None:
-        size = sum(entry_size(e) for e in entries)
-        limit = self.config.max_uncommitted_entries_size
-        if limit and self.uncommitted_size > 0 and self.uncommitted_size + size > limit:
-            raise ProposalDropped("too many uncommitted entries")
-        self.uncommitted_size += size
-        last = self.log.last_index()
-        stamped = [Entry(term=self.term, index=last + 1 + i, type=e.type, data=e.data) for i, e in enumerate(entries)]
-        last = self.log.append(stamped)
-        if self.config.has_bug(TeachingBug.ACK_BEFORE_PERSIST):
-            # TEACHING BUG ack-before-persist: count our own copy toward the quorum before the
-            # driver has made it durable; a crash can then lose an entry the cluster committed.
-            pr = self.tracker.progress.get(self.id)
-            if pr is not None:
-                pr.maybe_update(last)
-                self._maybe_commit()
-
-    def _maybe_commit(self) -> bool:
-        """Advance commit to what a quorum has; True if it moved."""
-        mci = self.tracker.committed()
-        if self.config.has_bug(TeachingBug.COMMIT_OLD_TERM):
-            # TEACHING BUG commit-old-term: count replicas for entries of earlier terms too.
-            # Raft §5.4.2 (Figure 8): such an entry can still be overwritten by a leader
-            # that never saw it, so only entries of the current term may commit by counting.
-            if mci > self.log.committed and mci <= self.log.last_index():
-                self.log.commit_to(mci)
-                moved = True
-            else:
-                moved = False
-        else:
-            moved = self.log.maybe_commit(mci, self.term)
-        if moved:
-            self._release_pending_read_index()
-        return moved
-
-    def _committed_entry_in_current_term(self) -> bool:
-        return self.log.term(self.log.committed) == self.term
-
-    def _handle_append_response(self, m: Message, pr: Progress) -> None:
-        if m.reject:
-            next_probe = m.reject_hint
-            if m.log_term > 0:
-                # Fast backtracking: jump past every entry of ours whose term is above
-                # the follower's term at its hint; they cannot match.
-                next_probe, _ = self.log.find_conflict_by_term(m.reject_hint, m.log_term)
-            if pr.maybe_decr_to(m.index, next_probe):
-                if pr.state == ProgressState.REPLICATE:
-                    pr.become_probe()
-                self._send_append(m.from_)
-            return
-        old_paused = pr.is_paused()
-        if not pr.maybe_update(m.index):
-            return
-        if pr.state == ProgressState.PROBE:
-            pr.become_replicate()
-        elif pr.state == ProgressState.SNAPSHOT and pr.match_index + 1 >= self.log.first_index():
-            # The follower has caught up through the snapshot; resume normal replication.
-            pr.become_probe()
-            pr.become_replicate()
-        elif pr.state == ProgressState.REPLICATE:
-            pr.inflights.free_le(m.index)
-        if self._maybe_commit():
-            self._bcast_append()
-        elif old_paused:
-            self._send_append(m.from_)
-        # Fill the window: send as long as there is something to send and room for it.
-        while self._send_append(m.from_, send_if_empty=False):
-            pass
-        if m.from_ == self.lead_transferee and pr.match_index == self.log.last_index():
-            self._send(Message(type=MessageType.TIMEOUT_NOW, to=m.from_))
-
-    def _send_append(self, to: int, send_if_empty: bool = True) -> bool:
-        pr = self.tracker.progress[to]
-        if pr.is_paused():
-            return False
-        prev_index = pr.next_index - 1
-        prev_term = self.log.term(prev_index)
-        ents: list[Entry] = []
-        compacted = prev_term is None
-        if not compacted:
-            try:
-                ents = self.log.entries_from(pr.next_index, self.config.max_size_per_msg)
-            except ErrCompactedLog:
-                compacted = True
-        if compacted:
-            return self._send_snapshot(to, pr)
-        if not ents and not send_if_empty:
-            return False
-        assert prev_term is not None
-        self._send(
-            Message(
-                type=MessageType.APP,
-                to=to,
-                index=prev_index,
-                log_term=prev_term,
-                entries=tuple(ents),
-                commit=self.log.committed,
-            )
-        )
-        pr.sent_entries(ents[-1].index if ents else prev_index, len(ents))
-        return True
-
-    def _send_snapshot(self, to: int, pr: Progress) -> bool:
-        if not pr.recent_active:
-            return False  # do not ship a snapshot to a node that may be down
-        try:
-            snap = self.log.snapshot()
-        except ErrUnavailable:
-            return False
-        if snap.is_empty:
-            return False
-        self._send(Message(type=MessageType.SNAP, to=to, snapshot=snap))
-        pr.become_snapshot(snap.metadata.index)
-        pr.snapshot_sent_at = self.now
-        return True
-
-    def _bcast_append(self) -> None:
-        for node_id in self.tracker.peer_ids():
-            if node_id != self.id:
-                self._send_append(node_id)
-
-    def _bcast_heartbeat(self, ctx: bytes) -> None:
-        for node_id in self.tracker.peer_ids():
-            if node_id == self.id:
-                continue
-            pr = self.tracker.progress[node_id]
-            # Never tell a follower to commit past what it is known to hold.
-            commit = min(pr.match_index, self.log.committed)
-            self._send(Message(type=MessageType.HEARTBEAT, to=node_id, commit=commit, context=ctx))
-
-    # --- ReadIndex (dissertation §6.4) ---
-
-    def _leader_read_index(self, m: Message) -> None:
-        if self.tracker.is_singleton():
-            self._answer_read(m, self.log.committed)
-            return
-        if not self._committed_entry_in_current_term():
-            # A new leader does not know the commit index until an entry of its own term
-            # commits; hold the read until then.
-            self.pending_read_index.append(m)
-            return
-        self.read_only.add_request(self.log.committed, m)
-        self.read_only.recv_ack(self.id, m.context)
-        self._bcast_heartbeat(m.context)
-
-    def _release_pending_read_index(self) -> None:
-        if self.pending_read_index and self._committed_entry_in_current_term():
-            pending, self.pending_read_index = self.pending_read_index, []
-            for m in pending:
-                self._leader_read_index(m)
-
-    def _handle_read_ack(self, from_: int, ctx: bytes) -> None:
-        acks = self.read_only.recv_ack(from_, ctx)
-        if acks is None:
-            return
-        cfg = self.tracker.config
-        if joint_vote_result(cfg.voters, cfg.voters_outgoing, acks) != VoteResult.WON:
-            return
-        for rs in self.read_only.advance(ctx):
-            self._answer_read(rs.request, rs.index)
-
-    def _answer_read(self, m: Message, index: int) -> None:
-        if m.from_ in (NONE, self.id):
-            self.read_states.append(ReadState(index=index, request_ctx=m.context))
-        else:
-            self._send(Message(type=MessageType.READ_INDEX_RESP, to=m.from_, index=index, context=m.context))
-
-    # --- leadership transfer (dissertation §3.10) ---
-
-    def _leader_transfer(self, transferee: int) -> None:
-        pr = self.tracker.progress.get(transferee)
-        if pr is None or pr.is_learner:
-            raise ProposalDropped(f"cannot transfer leadership to {transferee}: not a voter")
-        if self.lead_transferee != NONE:
-            if self.lead_transferee == transferee:
-                return  # already in progress
-            self._abort_leader_transfer()
-        if transferee == self.id:
-            return  # already leader
-        self.transfer_deadline = self.now + self.config.transfer_timeout
-        self.lead_transferee = transferee
-        if pr.match_index == self.log.last_index():
-            self._send(Message(type=MessageType.TIMEOUT_NOW, to=transferee))
-        else:
-            self._send_append(transferee)
-
-    def _abort_leader_transfer(self) -> None:
-        self.lead_transferee = NONE
-
-    # --- membership changes ---
-
-    def _changed_config(self, cc: ConfChange) -> confchange.Changed:
-        tr = self.tracker
-        if cc.leave_joint():
-            return confchange.leave_joint(tr.config, tr.progress)
-        joint, auto_leave = cc.enter_joint()
-        if joint:
-            return confchange.enter_joint(
-                tr.config, tr.progress, self.log.last_index(), tr.max_inflight, auto_leave, cc.changes
-            )
-        return confchange.simple(tr.config, tr.progress, self.log.last_index(), tr.max_inflight, cc.changes)
-
-    def _apply_conf_change_entry(self, e: Entry) -> None:
-        try:
-            cc = codec.decode_conf_change(e.data)
-            cfg, prs = self._changed_config(cc)
-        except (confchange.ConfChangeError, CorruptRecord) as err:
-            # Deterministic on every member (same log, same config): skip it everywhere.
-            self.rejected_conf_changes.append((e.index, str(err)))
-            return
-        self.tracker.config, self.tracker.progress = cfg, prs
-        self._switched_config()
-
-    def _switched_config(self) -> None:
-        pr = self.tracker.progress.get(self.id)
-        if self.role != Role.LEADER:
-            return
-        if pr is None or pr.is_learner:
-            # Dissertation §4.2.2: a leader removed from the configuration steps down once the
-            # change is committed. Hand over to the most caught-up voter so the gap is short.
-            best = max(
-                (i for i in self.tracker.voter_ids() if i in self.tracker.progress),
-                key=lambda i: (self.tracker.progress[i].match_index, -i),
-                default=NONE,
-            )
-            self.become_follower(self.term, NONE)
-            if best != NONE:
-                self._send(Message(type=MessageType.TIMEOUT_NOW, to=best))
-            return
-        if self.lead_transferee != NONE and not self.tracker.is_voter(self.lead_transferee):
-            self._abort_leader_transfer()
-        if self._maybe_commit():
-            self._bcast_append()
-        else:
-            for node_id in self.tracker.peer_ids():
-                if node_id != self.id:
-                    self._send_append(node_id, send_if_empty=False)
-
-    def _maybe_auto_leave_joint(self) -> None:
-        cfg = self.tracker.config
-        if cfg.joint and cfg.auto_leave and self.pending_conf_index <= self.log.applied:
-            # JOINT_IMPLICIT / AUTO: leave the joint configuration as soon as entering it applied.
-            try:
-                self.propose_conf_change_unchecked(ConfChange())
-            except ProposalDropped:
-                pass  # e.g. a transfer in progress: tried again after the next apply
-
-    def propose_conf_change_unchecked(self, cc: ConfChange) -> None:
-        self._leader_propose(
-            Message(
-                type=MessageType.PROP,
-                from_=self.id,
-                entries=(Entry(term=0, index=0, type=EntryType.CONF_CHANGE, data=codec.encode_conf_change(cc)),),
-            )
-        )
+    _changed_config = membership.changed_config
+    _apply_conf_change_entry = membership.apply_conf_change_entry
+    _switched_config = membership.switched_config
+    _maybe_auto_leave_joint = membership.maybe_auto_leave_joint
+    propose_conf_change_unchecked = membership.propose_conf_change_unchecked
 
     # ---------------------------------------------------------------- helpers
 

@@ -6,7 +6,8 @@ import random
 
 from kv.raft.config import RaftConfig
 from kv.raft.messages import NONE, HardState, Message, MessageType, Role
-from kv.raft.node import DriverError, RaftNode
+from kv.raft.node import RaftNode
+from kv.raft.ready import DriverError
 from kv.raft.progress import ProgressState
 from kv.raft.storage import MemoryStorage
 import pytest
