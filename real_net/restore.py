@@ -83,8 +83,11 @@ def load(path: Path, skip_hash_check: bool = False) -> BackendState:
     """Read and check a snapshot file: its digest (unless skipped), bbolt's consistency
     rules, etcd's schema. CorruptRecord (or OSError) with etcd's or a plain reason."""
     f = SnapshotFile.parse(Path(path).read_bytes())
-    f.verify(skip_hash_check)
-    return f.state()
+    try:
+        f.verify(skip_hash_check)
+        return f.state()
+    except CorruptRecord as e:
+        raise CorruptRecord(f"{path}: {e}") from None
 
 
 def check_bootstrap(name: str, initial_cluster: str, peer_urls: str) -> tuple[tuple[str, str], ...]:
@@ -165,10 +168,7 @@ def restore(cfg: RestoreConfig) -> Restored:
     check_bootstrap(cfg.name, cfg.initial_cluster, cfg.initial_advertise_peer_urls)
     if cfg.target.exists():
         raise ConfigError(f'data-dir "{cfg.target}" exists')
-    try:
-        state = load(cfg.snapshot_path, cfg.skip_hash_check)
-    except CorruptRecord as e:
-        raise CorruptRecord(f"{cfg.snapshot_path}: {e}") from None
+    state = load(cfg.snapshot_path, cfg.skip_hash_check)
     return restore_member(
         state, cfg.target, cfg.name, cfg.initial_cluster, cfg.initial_cluster_token, cfg.initial_advertise_peer_urls
     )

@@ -36,6 +36,7 @@ from kv.applier import StateMachine
 from kv.member import Member, MemberConfig
 from kv.raft.config import RaftConfig
 from real_net import bbolt, etcd_db
+from real_net.__main__ import parser
 from real_net.disk_storage import DiskStorage
 from real_net.restore import RestoreConfig, restore
 from real_net.server import Identity, member_id_from
@@ -296,3 +297,23 @@ def test_restore_refuses_an_existing_data_dir_and_a_member_outside_the_cluster(e
         {"id": f"{member_id_from(['http://localhost:2380'], 'etcd-cluster'):x}", "name": "default",
          "peer_urls": ["http://localhost:2380"], "is_learner": False}
     ]  # fmt: skip
+
+
+def test_cluster_restore_checks_the_file_before_writing_anything(etcd_file: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.db"
+    bad.write_bytes(etcd_file.read_bytes()[:-1])
+    r = raftkv("cluster", "--nodes", "1", "--data-dir", str(tmp_path / "c"), "--restore", str(bad))
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr == f"raftkv: error: {bad}: snapshot missing hash but --skip-hash-check=false\n"
+    assert not (tmp_path / "c").exists()
+
+
+def test_help_documents_the_restore_flags_as_etcdctl_names_them() -> None:
+    sub = next(a for a in parser()._actions if a.dest == "command").choices  # type: ignore[attr-defined]
+    assert "--restore" in sub["cluster"].format_help()
+    snap = next(a for a in sub["snapshot"]._actions if a.dest == "snapshot_command").choices
+    text = snap["restore"].format_help()
+    for flag in ("--data-dir", "--name", "--initial-cluster ", "--initial-cluster-token",
+                 "--initial-advertise-peer-urls", "--skip-hash-check"):  # fmt: skip
+        assert flag in text, flag
+    assert "-w {simple,table,json}" in snap["status"].format_help()
