@@ -22,6 +22,9 @@ How requests travel (after etcd v3.4/3.5's server, etcdserver/v3_server.go):
   forwards them to the leader instead; a sans-IO member has no side channel),
   which keeps every member's lease deadlines close to the leader's;
 * MoveLeader hands leadership over (leader only), Defragment takes a snapshot.
+
+The ReadIndex read path is kv/read_index.py and lease expiry kv/lease_expiry.py;
+their functions are bound here as Member's methods.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from kv import api
+from kv import api, lease_expiry, read_index
 from kv.applier import MEMBER_REQUESTS, StateMachine, is_read, new_member_id
 from kv.bugs import TeachingBug, parse_bugs
 from kv.codec import decode_api, decode_conf_change, encode_api
@@ -61,13 +64,13 @@ from kv.raft.messages import (
     Entry,
     EntryType,
     Message,
-    ReadState,
     Role,
     Snapshot,
 )
 from kv.raft.node import RaftNode
 from kv.raft.ready import Ready
 from kv.raft.storage import MemoryStorage
+from kv.read_index import ReadRound
 from kv.watch import WatchHub
 
 Token = Hashable
@@ -84,9 +87,6 @@ DEFAULT_SNAPSHOT_COUNT = 100_000
 DEFAULT_SNAPSHOT_CATCHUP_ENTRIES = 5_000
 # etcd refuses new proposals while applying lags commit by this much (ErrTooManyRequests).
 MAX_GAP_BETWEEN_APPLY_AND_COMMIT = 5_000
-# A revoke of an expired lease that has not applied after this long is proposed again
-# (etcd's expiredLeaseRetryInterval): the first may have been lost with a leader.
-LEASE_REVOKE_RETRY = 3.0
 
 _READ_QUERIES = (api.MemberListRequest, api.HashKVRequest)  # answered at once from local state
 _WATCH_REQUESTS = (api.WatchCreateRequest, api.WatchCancelRequest, api.WatchProgressRequest)
@@ -133,14 +133,6 @@ class MemberReady:
     watch_responses: tuple[tuple[Token, api.WatchResponse], ...]
 
 
-@dataclass(slots=True)
-class _ReadRound:
-    ctx: bytes
-    waiting: list[tuple[Token, ReadRequest]]
-    sent_at: float
-    index: int = -1  # the ReadIndex answer; -1 until it arrives
-
-
 class Member:
     def __init__(
         self,
@@ -179,9 +171,9 @@ class Member:
         self.incarnation = rng.getrandbits(62) + 1
         self.seq = 0
         self.pending: dict[int, Token] = {}  # seq of this incarnation's proposals -> client token
-        self.read_round: _ReadRound | None = None
+        self.read_round: ReadRound | None = None
         self.read_queue: list[tuple[Token, ReadRequest]] = []
-        self.read_ready: list[_ReadRound] = []  # answered rounds waiting for apply to reach their index
+        self.read_ready: list[ReadRound] = []  # answered rounds waiting for apply to reach their index
         self.responses: list[tuple[Token, Outcome]] = []
         self.watch_responses: list[tuple[Token, api.WatchResponse]] = []
         self.pending_snapshot: Snapshot | None = None
@@ -369,114 +361,19 @@ class Member:
         if token is not None:
             self.pending[seq] = token
 
-    # ----------------------------------------------------------------- reads
+    # Linearizable reads (kv/read_index.py) and lease expiry (kv/lease_expiry.py),
+    # bound here as methods.
 
-    def _read(self, token: Token, req: ReadRequest, serializable: bool) -> None:
-        if serializable:
-            self.responses.append((token, self._fill(self.sm.read(req, self.now))))
-            return
-        if self.node.config.has_bug(TeachingBug.STALE_READ):
-            # TEACHING BUG stale-read: a linearizable read answered from local state
-            # without ReadIndex. A deposed leader or a lagging follower serves stale
-            # data (Raft dissertation §6.4 explains why the round is needed).
-            self.responses.append((token, self._fill(self.sm.read(req, self.now))))
-            return
-        if self.node.lead == NONE:
-            raise ErrNoLeader()
-        self.read_queue.append((token, req))
-        if self.read_round is None:
-            self._start_read_round()
+    _read = read_index.read
+    _start_read_round = read_index.start_read_round
+    _read_state = read_index.read_state
+    _flush_reads = read_index.flush_reads
+    _requeue_read_round = read_index.requeue_read_round
+    _next_read_round = read_index.next_read_round
 
-    def _start_read_round(self) -> None:
-        if not self.read_queue:
-            return
-        ctx = f"{self.incarnation:x}/{self._next_seq()}".encode()
-        batch, self.read_queue = self.read_queue, []
-        self.read_round = _ReadRound(ctx=ctx, waiting=batch, sent_at=self.now)
-        try:
-            self.node.read_index(ctx)
-        except ProposalDropped:
-            self.read_round = None
-            for token, _ in batch:
-                self.responses.append((token, ErrNoLeader()))
-
-    def _read_state(self, rs: ReadState) -> None:
-        r = self.read_round
-        if r is None or rs.request_ctx != r.ctx:
-            return  # the answer to a round already asked again
-        r.index = rs.index
-        self.read_ready.append(r)
-        self.read_round = None  # advance() starts the next round: the node takes no input mid-Ready
-
-    def _flush_reads(self) -> None:
-        applied = self.node.log.applied
-        while self.read_ready and self.read_ready[0].index <= applied:
-            for token, req in self.read_ready.pop(0).waiting:
-                self.responses.append((token, self._fill(self.sm.read(req, self.now))))
-
-    def _requeue_read_round(self) -> None:
-        """The round may never be answered (leader changed, message lost): put its reads
-        back in the queue; ``_next_read_round`` asks again."""
-        r = self.read_round
-        if r is not None:
-            self.read_round = None
-            self.read_queue = r.waiting + self.read_queue
-
-    def _next_read_round(self) -> None:
-        if self.read_round is not None or not self.read_queue:
-            return
-        if self.node.lead == NONE:
-            # etcd fails reads with "leader changed" when their round is lost to an election.
-            for token, _ in self.read_queue:
-                self.responses.append((token, ErrLeaderChanged()))
-            self.read_queue = []
-            return
-        self._start_read_round()
-
-    # ---------------------------------------------------------------- leases
-
-    def _expires_leases(self) -> bool:
-        return self.node.role == Role.LEADER or self.node.config.has_bug(TeachingBug.LEASE_FOLLOWER_CLOCK)
-
-    def _expire_leases(self) -> None:
-        if not self._expires_leases():
-            return
-        # TEACHING BUG lease-follower-clock: every member, not only the leader, revokes
-        # the leases that expired by its own clock (force=True). A follower that was
-        # paused or cut off has missed the keep-alives and revokes a live lease.
-        force = self.node.config.has_bug(TeachingBug.LEASE_FOLLOWER_CLOCK)
-        if self.now < self.revoke_blocked_until:
-            return
-        expired = self.sm.lessor.expired(self.now, force=force)
-        if self.revoking:
-            # A lease renewed (or revoked) meanwhile is not being revoked any more.
-            self.revoking = {i: t for i, t in self.revoking.items() if i in expired}
-        for lease_id in expired:
-            if self.now < self.revoking.get(lease_id, -math.inf) + LEASE_REVOKE_RETRY:
-                continue  # its revoke is on the way
-            lease = self.sm.lessor.lookup(lease_id)
-            if force:
-                # (the bug again) and unconditionally: renewals this member missed cannot stop it.
-                expire: Any = api.LeaseRevokeRequest(ID=lease_id)
-            else:
-                expire = api.LeaseExpireRequest(ID=lease_id, renewed_index=lease.renewed_index if lease else 0)
-            try:
-                self._propose(None, expire)
-            except RaftKVError:
-                # No leader (or a transfer) right now: try again a heartbeat later.
-                self.revoke_blocked_until = self.now + self.config.raft.heartbeat_interval
-                return
-            self.revoking[lease_id] = self.now
-
-    def _next_lease_deadline(self) -> float | None:
-        """When the next lease expires or a lost revoke is due again."""
-        force = self.node.config.has_bug(TeachingBug.LEASE_FOLLOWER_CLOCK)
-        due = min(self.revoking.values(), default=math.inf) + LEASE_REVOKE_RETRY
-        for deadline, lease_id in self.sm.lessor.deadlines(force=force):
-            if lease_id not in self.revoking:
-                due = min(due, deadline)
-                break
-        return None if due == math.inf else max(due, self.revoke_blocked_until)
+    _expires_leases = lease_expiry.expires_leases
+    _expire_leases = lease_expiry.expire_leases
+    _next_lease_deadline = lease_expiry.next_lease_deadline
 
     # --------------------------------------------------------------- watches
 
