@@ -25,7 +25,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "sim.cli:add_sweep",
     "sim.cli:add_replay",
     "sim.cli:add_bench",
-    "sim.figure16:add_figure16",
+    "sim.figure16_cli:add_figure16",
 )
 
 USAGE_ERROR = 3
