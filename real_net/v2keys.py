@@ -51,18 +51,15 @@ from real_net.v2store import (
     V2_PREFIX,
     Snapshot,
     V2Error,
-    WriteRequest,
     clean_path,
-    encode_event,
     event_at,
     events_of_revision,
     go_time,
-    plan_write,
     read_ops,
     snapshot_from,
     watch_matches,
-    write_kind,
 )
+from real_net.v2write import WriteRequest, encode_event, plan_write, write_kind
 
 __all__ = ["HISTORY_WINDOW", "V2Keys"]
 
