@@ -516,8 +516,14 @@ class MVCCStore:
 
     def _check_put(self, req: PutRequest) -> None:
         if req.ignore_value or req.ignore_lease:
-            if self.get(req.key) is None:
+            prev = self.get(req.key)
+            if prev is None:
                 raise ErrKeyNotFound()
+            if req.ignore_lease and prev.lease and self.leases is not None and not self.leases.exists(prev.lease):
+                # Only a store restored from a damaged snapshot holds a key whose lease is
+                # gone; keeping that lease would fail to attach after the write was recorded
+                # (etcd panics there). Refuse before changing anything.
+                raise ErrLeaseNotFound()
         if req.lease != 0 and (self.leases is None or not self.leases.exists(req.lease)):
             raise ErrLeaseNotFound()
 

@@ -248,6 +248,22 @@ def test_ignore_lease_keeps_the_lease() -> None:
     assert lessor.lookup(9) is not None and lessor.lookup(9).keys == {b"k"}  # type: ignore[union-attr]
 
 
+def test_ignore_lease_on_a_key_whose_lease_is_gone_is_refused_before_any_change() -> None:
+    # Only a damaged snapshot leaves such a key (restored with its lease ID, no lease).
+    lessor = Lessor()
+    lessor.grant(LeaseGrantRequest(TTL=10, ID=9), now=0.0)
+    with_lease = MVCCStore(leases=lessor)
+    put(with_lease, b"k", b"1", lease=9)
+    s = MVCCStore(leases=Lessor())
+    s.restore(with_lease.snapshot())  # the key keeps lease 9; this lessor has no lease 9
+    before = s.snapshot()
+    with pytest.raises(ErrLeaseNotFound):
+        s.put(PutRequest(key=b"k", value=b"2", ignore_lease=True))
+    with pytest.raises(ErrLeaseNotFound):
+        s.txn(TxnRequest(success=(RequestOp(request_put=PutRequest(key=b"k", value=b"2", ignore_lease=True)),)))
+    assert s.snapshot() == before and s.revision == 2
+
+
 def test_put_with_unknown_lease_raises_err_lease_not_found() -> None:
     s = MVCCStore(leases=Lessor())
     with pytest.raises(ErrLeaseNotFound):
