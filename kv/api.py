@@ -8,7 +8,7 @@ immutable and ``kv.codec.encode_api`` round-trips it exactly.
 Validation here is only for *programming* errors (a ``str`` where etcd has
 bytes, two arms of a one-of set at once): those raise ``TypeError`` /
 ``ValueError``. What a *client* can get wrong (an empty key, too many txn ops,
-``ignore_value`` with a value) is checked by ``kv.mvcc.check_*_request`` and
+``ignore_value`` with a value) is checked by ``kv.request_checks.check_*_request`` and
 answered with etcd's own error, because etcd answers it too.
 
 Enums are ``IntEnum`` with etcd's numeric values, so the wire value is the

@@ -36,7 +36,8 @@ from kv.errors import (
     RaftKVError,
 )
 from kv.lease import Lessor
-from kv.mvcc import MVCCStore, check_request, is_read_only_txn
+from kv.mvcc import MVCCStore
+from kv.request_checks import check_request, is_read_only_txn
 
 Outcome = Any  # a kv.api response dataclass, or the RaftKVError it failed with
 

@@ -54,7 +54,7 @@ from kv.errors import (
     RaftKVError,
 )
 from kv.lease import min_lease_ttl
-from kv.mvcc import check_request
+from kv.request_checks import check_request
 from kv.raft.config import RaftConfig
 from kv.raft.messages import (
     NONE,

@@ -40,7 +40,7 @@ from typing import Any, TypeVar
 
 from kv import api
 from kv.errors import RaftKVError
-from kv.mvcc import prefix_range_end
+from kv.keyrange import prefix_range_end
 
 T = TypeVar("T")
 

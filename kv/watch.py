@@ -49,7 +49,8 @@ from kv.api import (
     WatchProgressRequest,
     WatchResponse,
 )
-from kv.mvcc import MVCCStore, in_range
+from kv.keyrange import in_range
+from kv.mvcc import MVCCStore
 
 Stream = Hashable
 

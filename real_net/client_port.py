@@ -52,7 +52,7 @@ from typing import Any
 
 import grpc
 
-from kv.mvcc import DEFAULT_MAX_TXN_OPS
+from kv.request_checks import DEFAULT_MAX_TXN_OPS
 from real_net import certs
 from real_net.backend import Backend
 from real_net.gateway import Gateway, HttpRequest, HttpResponse

@@ -48,7 +48,7 @@ from google.protobuf.message import Message
 
 from kv import api
 from kv.errors import RaftKVError
-from kv.mvcc import DEFAULT_MAX_TXN_OPS
+from kv.request_checks import DEFAULT_MAX_TXN_OPS
 from real_net import grpc_server as gs
 from real_net.backend import Backend
 from real_net.jsonpb import JSONError, dumps, loads, loads_many, message_to_json, parse_message

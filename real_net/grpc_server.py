@@ -44,7 +44,7 @@ from kv.errors import (
     ErrRequestTooLarge,
     RaftKVError,
 )
-from kv.mvcc import DEFAULT_MAX_TXN_OPS, check_request, is_read_only_txn
+from kv.request_checks import DEFAULT_MAX_TXN_OPS, check_request, is_read_only_txn
 from real_net import convert, etcd_db
 from real_net.backend import Backend
 from real_net.proto import rpc_pb2 as pb

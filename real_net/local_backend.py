@@ -38,7 +38,7 @@ from kv.errors import (
 )
 from kv.applier import WRITE_REQUESTS, StateMachine, is_read
 from kv.lease import min_lease_ttl
-from kv.mvcc import DEFAULT_MAX_TXN_OPS, check_request
+from kv.request_checks import DEFAULT_MAX_TXN_OPS, check_request
 from kv.watch import DEFAULT_PROGRESS_INTERVAL, WatchHub
 from real_net import etcd_db
 from real_net.backend import WatchRequest

@@ -43,7 +43,7 @@ from kv.errors import (
     ErrPeerURLExist,
     RaftKVError,
 )
-from kv.mvcc import prefix_range_end
+from kv.keyrange import prefix_range_end
 from real_net.backend import Backend
 from real_net.gateway import CORS_HEADERS, ChunkStream, HttpRequest, HttpResponse
 from real_net.v2store import (

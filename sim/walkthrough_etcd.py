@@ -33,7 +33,7 @@ import simpy
 
 from kv import api, recipes
 from kv.errors import RaftKVError
-from kv.mvcc import prefix_range_end
+from kv.keyrange import prefix_range_end
 from sim.cluster import SimCluster
 from sim.clients import request
 from sim.options import RunOptions

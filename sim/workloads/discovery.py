@@ -27,7 +27,7 @@ import simpy
 
 from kv import api, recipes
 from kv.errors import RaftKVError
-from kv.mvcc import prefix_range_end
+from kv.keyrange import prefix_range_end
 from sim.clients import ClientContext, request
 from sim.history import Operation
 from sim.recipe_client import Unanswered, run_recipe, watch_while_alive

@@ -26,7 +26,7 @@ from typing import Any
 import simpy
 
 from kv import api
-from kv.mvcc import prefix_range_end
+from kv.keyrange import prefix_range_end
 from sim.check import Verdict, check_watch, render_text
 from sim.clients import ClientContext, kv_client
 from sim.recipe_client import watch_while_alive

@@ -35,14 +35,14 @@ from kv.errors import (
     GrpcCode,
 )
 from kv.lease import Lessor
-from kv.mvcc import (
-    MVCCStore,
+from kv.keyrange import prefix_range_end
+from kv.mvcc import MVCCStore
+from kv.request_checks import (
     check_delete_range_request,
     check_put_request,
     check_range_request,
     check_txn_request,
     is_read_only_txn,
-    prefix_range_end,
 )
 
 
