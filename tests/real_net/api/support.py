@@ -173,13 +173,8 @@ class RealEtcd:
         return (Path(self.tmp.name) / "etcd.log").read_text(errors="replace")[-4000:]
 
     def __exit__(self, *exc: object) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
+        if self.proc is not None:
+            stop_session(self.proc)
         if self.tmp is not None:
             self.tmp.cleanup()
 
@@ -196,6 +191,18 @@ class Result:
     @property
     def text(self) -> str:
         return self.stdout + ("\n[stderr]\n" + self.stderr if self.stderr else "") + f"\n[exit {self.returncode}]"
+
+
+def stop_session(proc: subprocess.Popen[Any]) -> None:
+    """Stop a process started with start_new_session, and its children: SIGTERM to the
+    session, SIGKILL if it is not gone after 10 s."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
 
 
 def _clean_stderr(raw: str) -> str:
@@ -300,10 +307,4 @@ def restored_etcd(snapshot: Path, root: Path, name: str = "restored") -> Iterato
             time.sleep(0.05)
         yield member
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(10)
+        stop_session(proc)

@@ -14,6 +14,7 @@ import os
 import re
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -29,6 +30,27 @@ from real_net.proto import rpc_pb2 as pb
 from ..api.support import Result, etcdctl, require_binary
 
 TOKEN = "raftkv-test"
+
+
+def read_until(proc: subprocess.Popen[str], marker: str, timeout: float) -> str:
+    """stdout of `proc` up to the line holding `marker` (read by a thread: pipes block)."""
+    lines: list[str] = []
+
+    def reader() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if marker in line:
+                return
+
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+    t.join(timeout)
+    out = "".join(lines)
+    if t.is_alive() or marker not in out:
+        err = proc.stderr.read() if proc.poll() is not None and proc.stderr else ""
+        raise AssertionError(f"no {marker!r} within {timeout} s (exit {proc.poll()}): {out}{err}")
+    return out
 
 
 def kill_session(proc: subprocess.Popen[bytes]) -> None:

@@ -15,7 +15,6 @@ import shlex
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from real_net.__main__ import parser
 from real_net.launcher import even_size_warning
 
 from ..api.support import require_binary
+from .support import read_until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -41,26 +41,6 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def _read_until(proc: subprocess.Popen[str], marker: str, timeout: float) -> str:
-    """stdout of `proc` up to the line holding `marker` (read by a thread: pipes block)."""
-    lines: list[str] = []
-
-    def reader() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            lines.append(line)
-            if marker in line:
-                return
-
-    t = threading.Thread(target=reader, daemon=True)
-    t.start()
-    t.join(timeout)
-    out = "".join(lines)
-    if t.is_alive() or marker not in out:
-        raise AssertionError(f"no {marker!r} within {timeout} s (exit {proc.poll()}): {out}")
-    return out
-
-
 def test_cluster_command_starts_members_writes_its_files_and_stops_them_all(tmp_path: Path) -> None:
     require_binary("etcdctl")
     data = tmp_path / "data"
@@ -71,7 +51,7 @@ def test_cluster_command_starts_members_writes_its_files_and_stops_them_all(tmp_
     pids: list[int] = []
     restarted: subprocess.Popen[bytes] | None = None
     try:
-        out = _read_until(launcher, "Ctrl-C", 60)
+        out = read_until(launcher, "Ctrl-C", 60)
         meta = json.loads((data / "cluster.json").read_text())
         pids = [m["pid"] for m in meta["members"]]
         assert [m["name"] for m in meta["members"]] == ["n1", "n2", "n3"]

@@ -26,7 +26,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -38,7 +37,8 @@ import pytest
 from real_net.launcher import LOCAL_TOKEN, free_port
 from real_net.server import member_id_from
 
-from ..api.support import RealEtcd, Result, etcdctl
+from ..api.support import RealEtcd, Result, etcdctl, stop_session
+from .support import read_until
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -96,26 +96,6 @@ class Restored:
         return etcdctl(self.endpoints(*on), *args, tls=self.tls)
 
 
-def _read_until(proc: subprocess.Popen[str], marker: str, timeout: float) -> str:
-    lines: list[str] = []
-
-    def reader() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            lines.append(line)
-            if marker in line:
-                return
-
-    t = threading.Thread(target=reader, daemon=True)
-    t.start()
-    t.join(timeout)
-    out = "".join(lines)
-    if t.is_alive() or marker not in out:
-        err = proc.stderr.read() if proc.poll() is not None and proc.stderr else ""
-        raise AssertionError(f"no {marker!r} within {timeout} s (exit {proc.poll()}): {out}{err}")
-    return out
-
-
 def _kill(pid: int) -> None:
     try:
         os.kill(pid, signal.SIGKILL)
@@ -133,7 +113,7 @@ def restored(source: Source, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     )  # fmt: skip
     pids: list[int] = []
     try:
-        out = _read_until(launcher, "Ctrl-C", 90)
+        out = read_until(launcher, "Ctrl-C", 90)
         assert out.count("restored revision 9 (compacted at 5;") == 3, out
         meta = json.loads((data / "cluster.json").read_text())
         pids = [m["pid"] for m in meta["members"]]
@@ -239,10 +219,4 @@ def test_a_raftkv_snapshot_of_the_restored_cluster_restores_into_raftkv_again(
         members = json.loads(ok(etcdctl(client, "member", "list", "-w", "json")))["members"]
         assert [(m["name"], int(m["ID"])) for m in members] == [("solo", member_id_from([peer], "round-trip"))]
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(10)
+        stop_session(proc)
