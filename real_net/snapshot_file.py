@@ -25,7 +25,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from kv.errors import CorruptRecord
 from real_net import bbolt, etcd_db
@@ -94,21 +96,42 @@ class Status:
 def status(data: bytes) -> Status:
     """``etcdctl snapshot status`` of a file's bytes (digest trailer or not)."""
     db = read_bolt(data)
-    crc = 0
     revision = 0
-    total = 0
-    for name in sorted(db.buckets):
+    keys = db.buckets.get(etcd_db.KEY, {})
+    if keys:
+        revision, _, _ = etcd_db.parse_revision_key(max(keys).ljust(17, b"\x00"))
+    total = sum(len(bucket) for bucket in db.buckets.values())
+    return Status(backend_hash(db.buckets), revision, total, db.meta.pgid * db.meta.page_size)
+
+
+# etcd's backend.DefaultIgnores: the consistent index differs between members that
+# hold the same data (it counts their own log), so Maintenance.Hash leaves it out.
+HASH_IGNORES = frozenset({(etcd_db.META, etcd_db.CONSISTENT_INDEX)})
+
+
+def backend_hash(buckets: Mapping[bytes, Mapping[bytes, Any]], ignore: frozenset[tuple[bytes, bytes]] = frozenset()) -> int:
+    """CRC-32C over every bucket name and each of its keys and values, in bbolt's byte
+    order, leaving out the (bucket, key) pairs in `ignore`: what ``etcdctl snapshot
+    status`` prints (no ignores) and what etcd's Maintenance.Hash answers (backend.Hash
+    with HASH_IGNORES). A nested bucket's value counts as nothing, as bbolt's ForEach
+    gives nil for it."""
+    crc = 0
+    for name in sorted(buckets):
         crc = crc32c(name, crc)
-        bucket = db.buckets[name]
+        bucket = buckets[name]
         for key in sorted(bucket):
-            value = bucket[key]
+            if (name, key) in ignore:
+                continue
             crc = crc32c(key, crc)
-            if isinstance(value, bytes):  # a nested bucket's ForEach value is nil
+            value = bucket[key]
+            if isinstance(value, bytes):
                 crc = crc32c(value, crc)
-            if name == etcd_db.KEY:
-                revision, _, _ = etcd_db.parse_revision_key(key.ljust(17, b"\x00"))
-            total += 1
-    return Status(crc, revision, total, db.meta.pgid * db.meta.page_size)
+    return crc
+
+
+def state_hash(state: etcd_db.BackendState) -> int:
+    """Maintenance.Hash of a member's state: etcd's hash of the backend it would hold."""
+    return backend_hash(etcd_db.buckets(state), HASH_IGNORES)
 
 
 def format_status(st: Status, write_out: str) -> str:

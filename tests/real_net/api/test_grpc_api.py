@@ -21,6 +21,7 @@ from real_net import bbolt
 from real_net.grpc_server import ServerTLS
 from real_net.proto import rpc_pb2 as pb
 from real_net.proto import rpc_pb2_grpc as pb_grpc
+from real_net.snapshot_file import HASH_IGNORES, backend_hash
 
 from .support import ServerThread
 
@@ -415,13 +416,19 @@ def test_defragment_answers_and_move_leader_checks_its_target(client: Client) ->
     assert code == Code.FAILED_PRECONDITION and text == "etcdserver: bad leader transferee"
 
 
-@pytest.mark.parametrize(
-    ("method", "request_"),
-    [("Hash", pb.HashRequest()), ("Downgrade", pb.DowngradeRequest())],
-)  # fmt: skip
-def test_unimplemented_maintenance_says_what_is_missing(client: Client, method: str, request_: Any) -> None:
-    code, text = rpc_error(getattr(client.maintenance, method), request_)
-    assert code == Code.UNIMPLEMENTED and text.startswith(f"raftkv: Maintenance.{method}")
+def test_downgrade_is_unimplemented_as_in_etcd_3_4(client: Client) -> None:
+    code, text = rpc_error(client.maintenance.Downgrade, pb.DowngradeRequest())
+    assert code == Code.UNIMPLEMENTED and text.startswith("raftkv: Maintenance.Downgrade")
+
+
+def test_hash_is_the_crc32c_of_the_snapshots_backend_without_the_consistent_index(client: Client) -> None:
+    *chunks, _ = client.maintenance.Snapshot(pb.SnapshotRequest(), timeout=5)
+    db = bbolt.read_db(b"".join(m.blob for m in chunks))
+    resp = client.maintenance.Hash(pb.HashRequest(), timeout=5)
+    assert resp.hash == backend_hash(db.buckets, HASH_IGNORES) != backend_hash(db.buckets)
+    assert resp.header.member_id and resp.header.revision
+    client.kv.Put(pb.PutRequest(key=b"hash-me", value=b"1"), timeout=5)
+    assert client.maintenance.Hash(pb.HashRequest(), timeout=5).hash != resp.hash
 
 
 def test_snapshot_streams_a_bbolt_database_then_its_sha256(client: Client) -> None:

@@ -101,6 +101,25 @@ def test_members_that_applied_the_same_log_give_the_same_data(cluster: Cluster, 
             assert db.buckets[bucket] == first.buckets[bucket], bucket
 
 
+def test_members_that_applied_the_same_log_answer_the_same_maintenance_hash(cluster: Cluster) -> None:
+    assert cluster.etcdctl("put", "hash/k", "v1").returncode == 0
+    settle(cluster)
+
+    def hashes() -> dict[str, int]:
+        out = {}
+        for name, node in cluster.nodes.items():
+            with channel(node.client_url, cluster.tls) as ch:
+                out[name] = Stubs(ch).maintenance.Hash(pb.HashRequest(), timeout=10).hash
+        return out
+
+    before = hashes()
+    assert len(set(before.values())) == 1, before
+    assert cluster.etcdctl("put", "hash/k", "v2").returncode == 0
+    settle(cluster)
+    after = hashes()
+    assert len(set(after.values())) == 1 and set(after.values()) != set(before.values()), (before, after)
+
+
 def test_a_snapshot_taken_during_writes_holds_every_revision_up_to_its_own(cluster: Cluster, tmp_path: Path) -> None:
     lead = cluster.leader()
     follower = cluster.followers()[0]
