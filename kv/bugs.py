@@ -20,7 +20,7 @@ class TeachingBug(enum.Enum):
     FORGET_VOTE = "forget-vote"
     NO_LOG_CHECK = "no-log-check"
     ACK_BEFORE_PERSIST = "ack-before-persist"
-    # --- data-model level (kv/member.py, kv/lease.py, kv/watch.py) ---
+    # --- data-model level (kv/read_index.py, kv/lease_expiry.py, kv/member.py) ---
     STALE_READ = "stale-read"
     LEASE_FOLLOWER_CLOCK = "lease-follower-clock"
     WATCH_SKIP = "watch-skip"
