@@ -156,8 +156,9 @@ def _run(kind: CheckKind, args: argparse.Namespace) -> tuple[CheckResult, list[A
     if args.write_edn:
         from sim.check.jepsen import write_jepsen
 
+        text = write_jepsen(ops)  # before opening: a history it cannot express leaves no file
         with open(args.write_edn, "w", encoding="utf-8") as f:
-            f.write(write_jepsen(ops))
+            f.write(text)
     result = check(
         ops,
         model=ModelKind(args.model),

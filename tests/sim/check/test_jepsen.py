@@ -172,3 +172,15 @@ def test_sim_check_reads_an_edn_history_and_can_write_one(tmp_path: Path, capsys
     assert main(["check", "--format", "jepsen", str(good), "--write-edn", str(out)]) == 0
     assert main(["check", str(out)]) == 0
     assert main(["check", "--kind", "lock", "--format", "jepsen", str(good)]) == 3
+
+
+def test_write_edn_refuses_what_jepsen_registers_cannot_say_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    history = tmp_path / "h.jsonl"
+    history.write_text(
+        '{"client": 0, "op": "delete", "key": "k", "value": null, "output": null, "call": 1, "return": 2, "status": "ok"}\n'
+    )
+    out = tmp_path / "out.edn"
+    assert main(["check", str(history), "--write-edn", str(out)]) == 3
+    assert "delete has no Jepsen register counterpart" in capsys.readouterr().err and not out.exists()
