@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import json
 import multiprocessing as mp
 import os
 import random
@@ -78,6 +79,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="local raftkv and etcd skip fsync (what the disk costs, measured by difference)")
     p.add_argument("--client-api", choices=("all", "grpc"), default="all",
                    help="the local raftkv members' --client-api (default: all, as etcd's one client port)")
+    p.add_argument("--out", type=Path, metavar="DIR",
+                   help="also write DIR/bench.json (every figure and the settings) and DIR/bench.png "
+                   "(requests/s and p50/p99 latency, system beside system)")
 
 
 # ----------------------------------------------------------------- results
@@ -100,6 +104,22 @@ class Result:
             return float("nan")
         ordered = sorted(self.latencies)
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def results_json(results: Sequence[Result], settings: dict[str, Any]) -> dict[str, Any]:
+    """Every figure of the run, and what it ran with (for scripts and for comparing runs)."""
+
+    def ms(r: Result, q: float) -> float | None:
+        return round(r.percentile(q) * 1e3, 3) if r.latencies else None
+
+    rows = [
+        {"system": r.system, "workload": r.workload, "seconds": r.seconds, "requests": len(r.latencies),
+         "requests_per_second": round(r.rate, 1), "p50_ms": ms(r, 0.5), "p90_ms": ms(r, 0.9),
+         "p99_ms": ms(r, 0.99), "max_ms": round(max(r.latencies) * 1e3, 3) if r.latencies else None,
+         "errors": r.errors}  # fmt: skip
+        for r in results
+    ]
+    return {"settings": settings, "results": rows}
 
 
 def render_table(results: Sequence[Result]) -> str:
@@ -397,7 +417,18 @@ def run_bench(args: argparse.Namespace) -> int:
                 shutil.rmtree(tmp, ignore_errors=True)
     print()
     fsync = "no fsync" if args.unsafe_no_fsync else "fsync per batch"
-    print(f"{args.clients} clients, {args.seconds:g} s per workload, {'TLS' if args.tls or args.target else 'plain'}, "
-          f"{fsync}, {os.cpu_count()} CPUs")  # fmt: skip
+    tls = "TLS" if args.tls or args.target else "plain"
+    summary = f"{args.clients} clients, {args.seconds:g} s per workload, {tls}, {fsync}, {os.cpu_count()} CPUs"
+    print(summary)
     print(render_table(results))
+    if args.out is not None:
+        from real_net.bench_plot import plot_results
+
+        args.out.mkdir(parents=True, exist_ok=True)
+        settings = {"nodes": args.nodes, "clients": args.clients, "seconds": args.seconds, "tls": tls == "TLS",
+                    "fsync": not args.unsafe_no_fsync, "target": args.target or None, "cpus": os.cpu_count(),
+                    "workloads": args.workloads.split(",")}  # fmt: skip
+        (args.out / "bench.json").write_text(json.dumps(results_json(results, settings), indent=1) + "\n")
+        plot_results(results, f"raftkv bench: {summary}", args.out / "bench.png")
+        print(f"wrote {args.out / 'bench.json'} and {args.out / 'bench.png'}")
     return 0
