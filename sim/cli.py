@@ -217,12 +217,16 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         for w in workloads
     ]
     print(base.with_(seed=first).banner().replace(f"seed={first}", f"seeds={first}..{first + args.seeds - 1}"))
+    started = time.perf_counter()
     results = sweep(runs, jobs=args.jobs, progress=not args.no_progress)
+    elapsed = time.perf_counter() - started
     failed = [r for r in results if not r["ok"]]
     wall = sum(r["wall"] for r in results)
     sim_s = sum(r["sim"] for r in results)
     print(f"\n{len(results)} runs ({args.seeds} seeds x {len(workloads)} workloads): {len(results) - len(failed)} "
-          f"passed, {len(failed)} failed ({sim_s:g} simulated s in {wall:.1f} wall s of simulation)")
+          f"passed, {len(failed)} failed")
+    print(f"{sim_s:g} simulated s in {elapsed:.1f} wall s on {args.jobs} job(s), checks included: "
+          f"{sim_s / elapsed:.0f} simulated s per wall s ({wall:.1f} s of it simulating, summed over runs)")
     if len(workloads) > 1:
         print(f"\n{'workload':10} {'runs':>5} {'failed':>6}")
         for w in workloads:
