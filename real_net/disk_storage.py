@@ -46,7 +46,8 @@ from kv import codec
 from kv.errors import CorruptRecord
 from kv.raft.messages import ConfState, Entry, HardState, Snapshot, SnapshotMetadata
 from kv.raft.storage import ErrSnapOutOfDate, ErrUnavailable, MemoryStorage
-from real_net.wal import SEGMENT_SIZE, WAL, RecordType, RecordValue, WalRecord
+from real_net.wal import WAL
+from real_net.wal_format import SEGMENT_SIZE, RecordType, RecordValue, WalRecord
 
 log = logging.getLogger(__name__)
 

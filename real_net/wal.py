@@ -40,210 +40,46 @@ Why it looks like this (etcd's ``wal`` package is the model; facts, not code):
   deletes the segments, oldest first, that precede the last one and hold no
   entry above *i* (etcd's ``ReleaseLockTo`` followed by purging).
 
-The WAL knows Raft's record kinds but not Raft's rules: replaying records into
+The bytes themselves (segment names, records, the torn-tail tests) are
+``real_net.wal_format``. The WAL knows Raft's record kinds but not Raft's rules: replaying records into
 a log (truncating conflicting suffixes, resetting at an installed snapshot) is
 ``real_net.disk_storage``'s job.
 """
 
 from __future__ import annotations
 
-import enum
 import fcntl
 import logging
 import os
-import re
 import struct
-import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from kv import codec
-from kv.errors import CorruptRecord, GrpcCode, RaftKVError
-from kv.raft.messages import Entry, HardState, Snapshot, SnapshotMetadata
+from kv.errors import CorruptRecord
+from kv.raft.messages import Entry, SnapshotMetadata
+from real_net.wal_format import (
+    HEAD_RECORDS,
+    SEGMENT_NAME,
+    SEGMENT_SIZE,
+    RecordType,
+    RecordValue,
+    Segment,
+    WalLocked,
+    WalRecord,
+    decode_payload,
+    encode_record,
+    find_data_end,
+    fsync_dir,
+    has_zero_sector,
+    preallocate,
+    pwrite_all,
+    segment_name,
+    valid_record_after,
+)
 
 log = logging.getLogger(__name__)
-
-SEGMENT_SIZE = 64 * 1024 * 1024  # etcd's wal.SegmentSizeBytes
-SECTOR_SIZE = 512  # the unit a disk writes atomically (etcd's minSectorSize)
-_MAGIC = b"RKVW"
-_WAL_FORMAT = 1
-_HEADER_BODY = struct.Struct(">4sHQ")  # magic, WAL format, segment sequence number
-_NAME = re.compile(r"^([0-9a-f]{16})-([0-9a-f]{16})\.wal$")
 _fdatasync: Callable[[int], None] = getattr(os, "fdatasync", os.fsync)
-
-
-class WalLocked(RaftKVError):
-    """Another process (or another open WAL in this one) holds the directory's lock."""
-
-    message = "raftkv: the data directory is in use by another process"
-    grpc_code = GrpcCode.FAILED_PRECONDITION
-
-
-class RecordType(enum.IntEnum):
-    SEGMENT = 1  # first record of every segment: magic, format, sequence number
-    ENTRY = 2  # one log entry
-    HARD_STATE = 3  # term, vote, commit
-    SNAPSHOT_INSTALLED = 4  # a snapshot from the leader replaced the whole log here
-    SNAPSHOT_TAKEN = 5  # the member snapshotted its own state at this index; the log goes on
-    SNAPSHOT_BASE = 6  # in a segment's head: the snapshot in force when the segment was cut
-
-
-HEAD_RECORDS = 3  # SEGMENT, HARD_STATE, SNAPSHOT_BASE: how every segment starts
-SNAPSHOT_MARKERS = frozenset({RecordType.SNAPSHOT_INSTALLED, RecordType.SNAPSHOT_TAKEN, RecordType.SNAPSHOT_BASE})
-
-RecordValue = Entry | HardState | SnapshotMetadata | int
-
-
-@dataclass(frozen=True, slots=True)
-class WalRecord:
-    """One decoded record and where it was read from (for error messages)."""
-
-    type: RecordType
-    value: RecordValue  # Entry, HardState, SnapshotMetadata (markers) or the sequence number (SEGMENT)
-    segment: Path
-    offset: int
-
-
-@dataclass(slots=True)
-class Segment:
-    seq: int
-    first_index: int  # from the name: the index of the first entry expected in it
-    path: Path
-    max_entry_index: int = 0  # highest entry index recorded in it (0: none); decides release
-
-
-def segment_name(seq: int, first_index: int) -> str:
-    return f"{seq:016x}-{first_index:016x}.wal"
-
-
-# --------------------------------------------------------------- records
-
-
-def encode_record(rtype: RecordType, value: RecordValue) -> bytes:
-    """The framed bytes of one record."""
-    if rtype is RecordType.SEGMENT:
-        assert isinstance(value, int)
-        body = _HEADER_BODY.pack(_MAGIC, _WAL_FORMAT, value)
-    elif rtype is RecordType.ENTRY:
-        assert isinstance(value, Entry)
-        body = codec.encode_entry(value)
-    elif rtype is RecordType.HARD_STATE:
-        assert isinstance(value, HardState)
-        body = codec.encode_hard_state(value)
-    else:
-        assert isinstance(value, SnapshotMetadata)
-        # A marker names the snapshot; its data lives in the snapshot file (etcd's walpb.Snapshot).
-        body = codec.encode_snapshot(Snapshot(metadata=value))
-    return codec.frame(bytes((rtype,)) + body)
-
-
-def decode_payload(payload: bytes) -> tuple[RecordType, RecordValue]:
-    """Decode an unframed payload; CorruptRecord (without a location) if it is not a WAL record."""
-    if not payload:
-        raise CorruptRecord("empty record")
-    try:
-        rtype = RecordType(payload[0])
-    except ValueError:
-        raise CorruptRecord(f"unknown record type {payload[0]}") from None
-    body = payload[1:]
-    if rtype is RecordType.SEGMENT:
-        if len(body) != _HEADER_BODY.size:
-            raise CorruptRecord("malformed segment header")
-        magic, fmt, seq = _HEADER_BODY.unpack(body)
-        if magic != _MAGIC:
-            raise CorruptRecord(f"not a raftkv WAL segment (magic {magic!r})")
-        if fmt != _WAL_FORMAT:
-            raise CorruptRecord(f"unsupported WAL format {fmt} (this build reads {_WAL_FORMAT})")
-        return rtype, int(seq)
-    if rtype is RecordType.ENTRY:
-        return rtype, codec.decode_entry(body)
-    if rtype is RecordType.HARD_STATE:
-        return rtype, codec.decode_hard_state(body)
-    return rtype, codec.decode_snapshot(body).metadata
-
-
-# --------------------------------------------------------------- files
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a rename or unlink in `path` durable (the directory entry is data too)."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _preallocate(fd: int, size: int) -> None:
-    try:
-        os.posix_fallocate(fd, 0, size)
-    except (AttributeError, OSError):
-        pass  # a file system without fallocate: the file grows as it is written, still correct
-
-
-def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
-    view = memoryview(data)
-    while view:
-        n = os.pwrite(fd, view, offset)
-        view = view[n:]
-        offset += n
-
-
-def _data_end(buf: bytes) -> int:
-    """Offset just past the last non-zero byte (preallocated space reads as zeros)."""
-    end = len(buf)
-    step = 1 << 16
-    while end > 0:
-        start = max(0, end - step)
-        stripped = buf[start:end].rstrip(b"\0")
-        if stripped:
-            return start + len(stripped)
-        end = start
-    return 0
-
-
-def _has_zero_sector(buf: bytes, start: int, end: int) -> bool:
-    """Whether an aligned SECTOR_SIZE block meeting [start, end) is all zeros: a sector never written."""
-    zeros = bytes(SECTOR_SIZE)
-    for s in range(start - start % SECTOR_SIZE, end, SECTOR_SIZE):
-        if buf[s : s + SECTOR_SIZE] == zeros:
-            return True
-    return False
-
-
-def _valid_record_at(buf: bytes, p: int) -> bool:
-    if len(buf) - p < codec.HEADER_SIZE:
-        return False
-    length, crc = struct.unpack_from(">II", buf, p)
-    start = p + codec.HEADER_SIZE
-    if length == 0 or start + length > len(buf):
-        return False
-    if zlib.crc32(memoryview(buf)[start : start + length]) != crc:
-        return False
-    try:
-        decode_payload(buf[start : start + length])
-    except CorruptRecord:
-        return False
-    return True
-
-
-def _valid_record_after(buf: bytes, start: int, limit: int) -> int | None:
-    """The offset of the first valid record starting in (start, limit), if any.
-
-    Lengths are big-endian and records are far smaller than 16 MiB, so a record
-    can only start where a zero byte is: jump between those.
-    """
-    p = start + 1
-    while p < limit:
-        p = buf.find(b"\0", p, limit)
-        if p < 0:
-            return None
-        if _valid_record_at(buf, p):
-            return p
-        p += 1
-    return None
-
 
 # --------------------------------------------------------------- the WAL
 
@@ -294,7 +130,7 @@ class WAL:
             tmp.unlink()  # a segment whose creation a crash interrupted: it was never in use
         found: list[Segment] = []
         for p in sorted(self.dir.iterdir()):
-            m = _NAME.match(p.name)
+            m = SEGMENT_NAME.match(p.name)
             if m:
                 found.append(Segment(int(m.group(1), 16), int(m.group(2), 16), p))
         for prev, seg in zip(found, found[1:]):
@@ -321,7 +157,7 @@ class WAL:
 
     def _scan(self, seg: Segment, is_last: bool) -> tuple[list[WalRecord], int]:
         buf = seg.path.read_bytes()
-        data_end = _data_end(buf)
+        data_end = find_data_end(buf)
         out: list[WalRecord] = []
         off = 0
         while off < data_end:
@@ -383,15 +219,15 @@ class WAL:
         if not short:
             length = struct.unpack_from(">I", buf, off)[0]
             end = min(off + codec.HEADER_SIZE + max(length, 1), data_end)
-            if _has_zero_sector(buf, off, end):
+            if has_zero_sector(buf, off, end):
                 return True  # a sector of this record never reached the disk
-        return _valid_record_after(buf, off, data_end) is None
+        return valid_record_after(buf, off, data_end) is None
 
     def _cut_tail(self, path: Path, off: int) -> None:
         fd = os.open(path, os.O_RDWR)
         try:
             os.ftruncate(fd, off)
-            _preallocate(fd, self.segment_size)  # the cut-off bytes read as zeros again
+            preallocate(fd, self.segment_size)  # the cut-off bytes read as zeros again
             self.fsync_file(fd)
         finally:
             os.close(fd)
@@ -419,7 +255,7 @@ class WAL:
         elif self._offset + len(data) > self.segment_size and self._offset > self._head_end:
             self._cut()
         assert self._fd is not None
-        _pwrite_all(self._fd, data, self._offset)
+        pwrite_all(self._fd, data, self._offset)
         self._offset += len(data)
         seg = self.segments[-1]
         for t, v in records:
@@ -449,7 +285,7 @@ class WAL:
             self._fd = os.open(seg.path, os.O_RDWR)
             size = os.fstat(self._fd).st_size
             if size < self.segment_size:
-                _preallocate(self._fd, self.segment_size)
+                preallocate(self._fd, self.segment_size)
         else:
             self._create_segment(0)
 
@@ -469,12 +305,12 @@ class WAL:
         tmp = path.with_name(path.name + ".tmp")
         fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            _preallocate(fd, self.segment_size)
+            preallocate(fd, self.segment_size)
             head = [(RecordType.SEGMENT, seq), *self.head()]
             if [t for t, _ in head] != [RecordType.SEGMENT, RecordType.HARD_STATE, RecordType.SNAPSHOT_BASE]:
                 raise ValueError("head() must return a HARD_STATE record then a SNAPSHOT_BASE record")
             data = b"".join(encode_record(t, v) for t, v in head)
-            _pwrite_all(fd, data, 0)
+            pwrite_all(fd, data, 0)
             self.fsync_file(fd)
             os.rename(tmp, path)
             self.fsync_dir(self.dir)

@@ -25,7 +25,7 @@ from kv.raft.messages import ConfState, Entry, EntryType, HardState, Snapshot, S
 from kv.raft.storage import ErrSnapOutOfDate, ErrUnavailable, MemoryStorage
 from real_net import wal as wal_module
 from real_net.disk_storage import DiskStorage, snapshot_name
-from real_net.wal import WalLocked
+from real_net.wal_format import WalLocked
 
 # The property tests run with etcd's --unsafe-no-fsync: what they check is the format and the
 # replay, and their crashes are simulated by cutting files, which needs no page cache flush.

@@ -26,7 +26,8 @@ from kv import codec
 from real_net.client import Stubs, channel
 from real_net.proto import rpc_pb2 as pb
 from real_net.transport import encode_hello
-from real_net.wal import WAL, RecordType
+from real_net.wal import WAL
+from real_net.wal_format import RecordType
 
 from .support import Cluster, add_raftkv_node, member_ids, raftkv_cluster
 
