@@ -530,6 +530,236 @@ class HashKVResponse:
     hash_revision: int = 0  # the revision the hash covers (etcd >= 3.5.5)
 
 
+# ----------------------------------------------------------------------- auth
+# etcd's Auth service (rpc.proto) and its records (authpb). Names are etcd's; the
+# odd ones are etcd's too: AuthUserGrantRoleRequest says ``user`` where the
+# others say ``name``, AuthRoleGetRequest and friends say ``role``.
+
+
+class PermissionType(enum.IntEnum):
+    READ = 0
+    WRITE = 1
+    READWRITE = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Permission:
+    perm_type: PermissionType = PermissionType.READ  # authpb's permType
+    key: bytes = b""
+    range_end: bytes = b""  # same conventions as RangeRequest.range_end
+
+    def __post_init__(self) -> None:
+        _need_bytes("Permission", key=self.key, range_end=self.range_end)
+
+
+@dataclass(frozen=True, slots=True)
+class UserAddOptions:
+    no_password: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AuthEnableRequest:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class AuthEnableResponse:
+    header: ResponseHeader = ResponseHeader()
+
+
+@dataclass(frozen=True, slots=True)
+class AuthDisableRequest:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class AuthDisableResponse:
+    header: ResponseHeader = ResponseHeader()
+
+
+@dataclass(frozen=True, slots=True)
+class AuthStatusRequest:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class AuthStatusResponse:
+    header: ResponseHeader = ResponseHeader()
+    enabled: bool = False
+    auth_revision: int = 0  # rpc.proto's authRevision
+
+
+@dataclass(frozen=True, slots=True)
+class AuthenticateRequest:
+    name: str = ""
+    password: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AuthenticateResponse:
+    header: ResponseHeader = ResponseHeader()
+    token: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class InternalAuthenticateRequest:
+    """An Authenticate through the log (etcd's InternalAuthenticateRequest): the member
+    that received it checked the password at ``auth_revision`` and picked the token's
+    random part, ``simple_token``; applying it hands every member the same token,
+    ``<simple_token>.<log index>``. No password travels in the log."""
+
+    name: str = ""
+    simple_token: str = ""
+    auth_revision: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class AuthUserAddRequest:
+    name: str = ""
+    password: str = ""  # never in the log: the member hashes it into hashed_password first
+    options: UserAddOptions | None = None
+    hashed_password: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AuthUserAddResponse:
+    header: ResponseHeader = ResponseHeader()
+
+
+@dataclass(frozen=True, slots=True)
+class AuthUserGetRequest:
+    name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AuthUserGetResponse:
+    header: ResponseHeader = ResponseHeader()
+    roles: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AuthUserDeleteRequest:
+    name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AuthUserDeleteResponse:
+    header: ResponseHeader = ResponseHeader()
+
+
+@dataclass(frozen=True, slots=True)
+class AuthUserChangePasswordRequest:
+    name: str = ""
+    password: str = ""  # never in the log, as AuthUserAddRequest.password
+    hashed_password: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AuthUserChangePasswordResponse:
+    header: ResponseHeader = ResponseHeader()
+
+
+@dataclass(frozen=True, slots=True)
+class AuthUserGrantRoleRequest:
+    user: str = ""
+    role: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AuthUserGrantRoleResponse:
+    header: ResponseHeader = ResponseHeader()
+
+
+@dataclass(frozen=True, slots=True)
+class AuthUserRevokeRoleRequest:
+    name: str = ""
+    role: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AuthUserRevokeRoleResponse:
+    header: ResponseHeader = ResponseHeader()
+
+
+@dataclass(frozen=True, slots=True)
+class AuthRoleAddRequest:
+    name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AuthRoleAddResponse:
+    header: ResponseHeader = ResponseHeader()
+
+
+@dataclass(frozen=True, slots=True)
+class AuthRoleGetRequest:
+    role: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AuthRoleGetResponse:
+    header: ResponseHeader = ResponseHeader()
+    perm: tuple[Permission, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AuthUserListRequest:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class AuthUserListResponse:
+    header: ResponseHeader = ResponseHeader()
+    users: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AuthRoleListRequest:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class AuthRoleListResponse:
+    header: ResponseHeader = ResponseHeader()
+    roles: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AuthRoleDeleteRequest:
+    role: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AuthRoleDeleteResponse:
+    header: ResponseHeader = ResponseHeader()
+
+
+@dataclass(frozen=True, slots=True)
+class AuthRoleGrantPermissionRequest:
+    name: str = ""
+    perm: Permission | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuthRoleGrantPermissionResponse:
+    header: ResponseHeader = ResponseHeader()
+
+
+@dataclass(frozen=True, slots=True)
+class AuthRoleRevokePermissionRequest:
+    role: str = ""
+    key: bytes = b""
+    range_end: bytes = b""
+
+    def __post_init__(self) -> None:
+        _need_bytes("AuthRoleRevokePermissionRequest", key=self.key, range_end=self.range_end)
+
+
+@dataclass(frozen=True, slots=True)
+class AuthRoleRevokePermissionResponse:
+    header: ResponseHeader = ResponseHeader()
+
+
 # ------------------------------------------------------------ log envelope
 
 
@@ -542,6 +772,12 @@ class Proposal:
     incarnation: int
     seq: int
     request: Any = field(default=None)
+    # Who asked, when auth is on (etcd's RequestHeader.username / auth_revision): the
+    # user of the client's token and the auth store's revision when the member took
+    # the request. Applying checks the user's permissions against the auth store as it
+    # is at that point of the log, and refuses a request whose revision is older.
+    username: str = ""
+    auth_revision: int = 0
 
 
 def fill_header(response: Any, base: ResponseHeader) -> Any:

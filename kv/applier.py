@@ -1,7 +1,12 @@
 """The replicated state machine: what applying one committed log entry does.
 
 Everything a member replicates lives here: the MVCC store, the lessor, the
-membership table and the table of proposals already applied. Applying is a
+membership table, the auth store (kv/auth.py) and the table of proposals
+already applied. When auth is on, each proposal is first checked against the
+auth store as the log has it at that entry (kv/authorize.py, etcd's
+authApplierV3). Simple tokens live here too, though they are not replicated
+state: Authenticate is applied on every member, which hands each the same
+token, and a snapshot does not carry them (etcd keeps them in memory only). Applying is a
 function of the log alone, so every member that applies the same entries
 reaches the same state (the simulator checks that with HashKV). The one input
 that is not from the log is ``now``: it sets lease *deadlines*, which etcd does
@@ -25,9 +30,13 @@ from typing import Any
 import msgpack
 
 from kv import api
+from kv.auth import AuthInfo, AuthStore, SimpleTokens
+from kv.authorize import AUTH_WRITE_REQUESTS, check_apply
 from kv.errors import (
     CorruptRecord,
+    ErrAuthOldRevision,
     ErrConfChangeRejected,
+    ErrInvalidAuthToken,
     ErrMemberExist,
     ErrMemberNotFound,
     ErrMemberNotLearner,
@@ -41,7 +50,7 @@ from kv.request_checks import check_request, is_read_only_txn
 
 Outcome = Any  # a kv.api response dataclass, or the RaftKVError it failed with
 
-SNAPSHOT_FORMAT = 1
+SNAPSHOT_FORMAT = 2  # 2: the auth store; 1 (no auth store) is still read
 # How many applied proposals the duplicate filter remembers, counted in log
 # entries. A proposal is duplicated when the network delivers a forwarded
 # MsgProp twice; both copies land within a few entries of each other.
@@ -59,6 +68,7 @@ WRITE_REQUESTS = (
     api.LeaseKeepAliveRequest,
     api.LeaseExpireRequest,
     api.MemberAttrSetRequest,
+    *AUTH_WRITE_REQUESTS,
 )
 MEMBER_REQUESTS = (
     api.MemberAddRequest,
@@ -92,6 +102,8 @@ class StateMachine:
         # removed, which may never come back (etcd: "membership: ID removed").
         self.members: dict[int, api.Member] = {i: replace(m, ID=i) for i, m in sorted(members.items())}
         self.removed: set[int] = set()
+        self.auth = AuthStore()
+        self.tokens = SimpleTokens()
         self._seen: OrderedDict[tuple[int, int], int] = OrderedDict()  # (incarnation, seq) -> log index
 
     @property
@@ -182,6 +194,12 @@ class StateMachine:
         self._remember(prop, index)
         req = prop.request
         try:
+            if self.auth.enabled:
+                check_apply(self.auth, self.lessor, AuthInfo(prop.username, prop.auth_revision), req)
+            if isinstance(req, AUTH_WRITE_REQUESTS):
+                return self._apply_auth(req), []
+            if isinstance(req, api.InternalAuthenticateRequest):
+                return self._authenticate(req, index, now), []
             if isinstance(req, api.LeaseGrantRequest):
                 # An ID of 0 is derived from the entry's index: the same on every member.
                 return self.lessor.grant(req, now, index), []
@@ -208,6 +226,66 @@ class StateMachine:
             return resp, events
         except RaftKVError as e:
             return e, []
+
+    def _apply_auth(self, req: Any) -> Outcome:
+        auth = self.auth
+        if isinstance(req, api.AuthEnableRequest):
+            return auth.auth_enable()
+        if isinstance(req, api.AuthDisableRequest):
+            self.tokens.clear()  # etcd's simple token provider forgets every token
+            return auth.auth_disable()
+        if isinstance(req, api.AuthUserAddRequest):
+            return auth.user_add(req)
+        if isinstance(req, api.AuthUserDeleteRequest):
+            resp = auth.user_delete(req)
+            self.tokens.invalidate_user(req.name)
+            return resp
+        if isinstance(req, api.AuthUserChangePasswordRequest):
+            changed = auth.user_change_password(req)
+            self.tokens.invalidate_user(req.name)
+            return changed
+        if isinstance(req, api.AuthUserGrantRoleRequest):
+            return auth.user_grant_role(req)
+        if isinstance(req, api.AuthUserRevokeRoleRequest):
+            return auth.user_revoke_role(req)
+        if isinstance(req, api.AuthUserGetRequest):
+            return auth.user_get(req)
+        if isinstance(req, api.AuthUserListRequest):
+            return auth.user_list()
+        if isinstance(req, api.AuthRoleAddRequest):
+            return auth.role_add(req)
+        if isinstance(req, api.AuthRoleGetRequest):
+            return auth.role_get(req)
+        if isinstance(req, api.AuthRoleListRequest):
+            return auth.role_list()
+        if isinstance(req, api.AuthRoleDeleteRequest):
+            return auth.role_delete(req)
+        if isinstance(req, api.AuthRoleGrantPermissionRequest):
+            return auth.role_grant_permission(req)
+        if isinstance(req, api.AuthRoleRevokePermissionRequest):
+            return auth.role_revoke_permission(req)
+        raise TypeError(f"not an auth request: {type(req).__name__}")
+
+    def _authenticate(self, req: api.InternalAuthenticateRequest, index: int, now: float) -> Outcome:
+        """The apply half of etcd's Authenticate. The password was checked by the member
+        that took the request at ``req.auth_revision``; if the store changed since (the
+        password may have), ErrAuthOldRevision makes that member check again."""
+        self.auth.authenticate(req.name)
+        if req.auth_revision != self.auth.revision:
+            raise ErrAuthOldRevision()
+        token = f"{req.simple_token}.{index}"
+        self.tokens.assign(token, req.name, self.auth.revision, now)
+        return api.AuthenticateResponse(token=token)
+
+    def auth_info(self, token: str, now: float) -> AuthInfo:
+        """The user a client's token names (etcd's AuthInfoFromCtx): no token, or auth
+        off, is nobody; an unknown or expired token is ErrInvalidAuthToken."""
+        if not token or not self.auth.enabled:
+            return AuthInfo()
+        info = self.tokens.info(token, now, self.auth.revision)
+        if info is None:
+            raise ErrInvalidAuthToken()
+        return info
 
     def apply_member_change(
         self, prop: api.Proposal, index: int, member_id: int, rejected: str | None
@@ -249,7 +327,15 @@ class StateMachine:
         members = [[m.ID, m.name, list(m.peer_urls), list(m.client_urls), m.is_learner] for m in self.member_list()]
         seen = [[inc, seq, idx] for (inc, seq), idx in self._seen.items()]
         packed: bytes = msgpack.packb(
-            [SNAPSHOT_FORMAT, self.store.snapshot(), self.lessor.snapshot(), members, sorted(self.removed), seen],
+            [
+                SNAPSHOT_FORMAT,
+                self.store.snapshot(),
+                self.lessor.snapshot(),
+                members,
+                sorted(self.removed),
+                seen,
+                self.auth.snapshot(),
+            ],
             use_bin_type=True,
         )
         return packed
@@ -257,11 +343,14 @@ class StateMachine:
     def restore(self, data: bytes, now: float) -> None:
         """Replace everything with a snapshot's state (lease deadlines restart from `now`)."""
         try:
-            fmt, store, lessor, members, removed, seen = msgpack.unpackb(data, raw=False)
+            fmt, store, lessor, members, removed, seen, *rest = msgpack.unpackb(data, raw=False)
         except Exception as e:  # msgpack raises many types on garbage; all mean the same here
             raise CorruptRecord(f"malformed member snapshot: {type(e).__name__}: {e}") from None
-        if fmt != SNAPSHOT_FORMAT:
+        if fmt not in (1, SNAPSHOT_FORMAT) or len(rest) != (0 if fmt == 1 else 1):
             raise CorruptRecord(f"unsupported member snapshot format {fmt!r}")
+        auth = AuthStore()
+        if fmt == SNAPSHOT_FORMAT:
+            auth.restore(rest[0])
         self.store.restore(store)
         self.lessor.restore(lessor, now)
         self.members = {
@@ -270,4 +359,10 @@ class StateMachine:
         }
         self.removed = {int(i) for i in removed}
         self._seen = OrderedDict(((int(inc), int(seq)), int(idx)) for inc, seq, idx in seen)
+        self.auth = auth
+        # Tokens are not in snapshots; keep those whose user the new state still has.
+        for name in self.tokens.usernames() - set(auth.users):
+            self.tokens.invalidate_user(name)
+        if not auth.enabled:
+            self.tokens.clear()
 

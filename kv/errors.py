@@ -169,3 +169,39 @@ ErrTimeoutLeaderTransfer = _etcd(
 ErrBadLeaderTransferee = _etcd(
     "ErrBadLeaderTransferee", "etcdserver: bad leader transferee", GrpcCode.FAILED_PRECONDITION
 )
+
+# Authentication and authorization (etcd's auth store, rpctypes' ErrGRPCRootUserNotExist ...).
+ErrRootUserNotExist = _etcd(
+    "ErrRootUserNotExist", "etcdserver: root user does not exist", GrpcCode.FAILED_PRECONDITION
+)
+ErrRootRoleNotExist = _etcd(
+    "ErrRootRoleNotExist", "etcdserver: root user does not have root role", GrpcCode.FAILED_PRECONDITION
+)
+ErrUserAlreadyExist = _etcd(
+    "ErrUserAlreadyExist", "etcdserver: user name already exists", GrpcCode.FAILED_PRECONDITION
+)
+ErrUserEmpty = _etcd("ErrUserEmpty", "etcdserver: user name is empty", GrpcCode.INVALID_ARGUMENT)
+ErrUserNotFound = _etcd("ErrUserNotFound", "etcdserver: user name not found", GrpcCode.FAILED_PRECONDITION)
+ErrRoleAlreadyExist = _etcd(
+    "ErrRoleAlreadyExist", "etcdserver: role name already exists", GrpcCode.FAILED_PRECONDITION
+)
+ErrRoleNotFound = _etcd("ErrRoleNotFound", "etcdserver: role name not found", GrpcCode.FAILED_PRECONDITION)
+ErrRoleEmpty = _etcd("ErrRoleEmpty", "etcdserver: role name is empty", GrpcCode.INVALID_ARGUMENT)
+ErrAuthFailed = _etcd(
+    "ErrAuthFailed", "etcdserver: authentication failed, invalid user ID or password", GrpcCode.INVALID_ARGUMENT
+)
+ErrPermissionDenied = _etcd("ErrPermissionDenied", "etcdserver: permission denied", GrpcCode.PERMISSION_DENIED)
+ErrRoleNotGranted = _etcd(
+    "ErrRoleNotGranted", "etcdserver: role is not granted to the user", GrpcCode.FAILED_PRECONDITION
+)
+ErrPermissionNotGranted = _etcd(
+    "ErrPermissionNotGranted", "etcdserver: permission is not granted to the role", GrpcCode.FAILED_PRECONDITION
+)
+ErrAuthNotEnabled = _etcd(
+    "ErrAuthNotEnabled", "etcdserver: authentication is not enabled", GrpcCode.FAILED_PRECONDITION
+)
+ErrInvalidAuthToken = _etcd("ErrInvalidAuthToken", "etcdserver: invalid auth token", GrpcCode.UNAUTHENTICATED)
+ErrInvalidAuthMgmt = _etcd("ErrInvalidAuthMgmt", "etcdserver: invalid auth management", GrpcCode.INVALID_ARGUMENT)
+ErrAuthOldRevision = _etcd(
+    "ErrAuthOldRevision", "etcdserver: revision of auth store is old", GrpcCode.INVALID_ARGUMENT
+)

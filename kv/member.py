@@ -38,15 +38,19 @@ from typing import Any
 
 from kv import api, lease_expiry, read_index
 from kv.applier import MEMBER_REQUESTS, StateMachine, is_read, new_member_id
+from kv.auth import NO_USER, AuthInfo, new_simple_token_prefix
+from kv.authorize import ADMIN_LOCAL_REQUESTS, check_read, hash_passwords
 from kv.bugs import TeachingBug, parse_bugs
 from kv.codec import decode_api, decode_conf_change, encode_api
 from kv.errors import (
     ConfigError,
     CorruptRecord,
+    ErrAuthOldRevision,
     ErrBadLeaderTransferee,
     ErrLeaderChanged,
     ErrNoLeader,
     ErrNotLeader,
+    ErrPermissionDenied,
     ErrRequestTooLarge,
     ErrTimeoutLeaderTransfer,
     ErrTooManyRequests,
@@ -76,7 +80,12 @@ from kv.watch import WatchHub
 Token = Hashable
 # What ReadIndex serves.
 ReadRequest = (
-    api.RangeRequest | api.TxnRequest | api.MemberListRequest | api.LeaseTimeToLiveRequest | api.LeaseLeasesRequest
+    api.RangeRequest
+    | api.TxnRequest
+    | api.MemberListRequest
+    | api.LeaseTimeToLiveRequest
+    | api.LeaseLeasesRequest
+    | api.AuthenticateRequest
 )
 Outcome = Any  # a kv.api response dataclass, or the RaftKVError the request failed with
 
@@ -184,6 +193,9 @@ class Member:
         self.revoking: dict[int, float] = {}
         self.revoke_blocked_until = -math.inf
         self.transfers: list[tuple[Token, int, float]] = []  # MoveLeader requests waiting: token, target, deadline
+        # Authenticate requests past their ReadIndex round, whose password advance() checks.
+        self.auth_checks: list[tuple[Token, api.AuthenticateRequest]] = []
+        self.authenticating: dict[int, api.AuthenticateRequest] = {}  # seq -> the request, for a retry
         self.lead = NONE
 
     # ------------------------------------------------------------------ inputs
@@ -237,14 +249,22 @@ class Member:
     def is_removed(self, member_id: int) -> bool:
         return member_id in self.sm.removed
 
-    def submit(self, token: Token, request: Any, now: float) -> None:
+    def submit(self, token: Token, request: Any, now: float, auth_token: str = "") -> None:
         """A client request (a kv.api request dataclass). Its outcome comes in a later Ready:
         watch requests' in ``watch_responses`` (`token` is then the watch stream), all
-        others' in ``responses``."""
+        others' in ``responses``. `auth_token` is the client's token (gRPC metadata
+        ``token``), as Authenticate handed it out; it matters only while auth is on."""
         if now > self.now:
             self.now = now
+        if isinstance(request, api.WatchCreateRequest) and self.sm.auth.enabled:
+            try:
+                check_read(self.sm.auth, self.sm.auth_info(auth_token, self.now), request)
+            except RaftKVError:
+                self._deny_watch(token, request)
+                return
         try:
-            self._route(token, request)
+            info = NO_USER if isinstance(request, _WATCH_REQUESTS) else self.sm.auth_info(auth_token, self.now)
+            self._route(token, request, info)
         except RaftKVError as e:
             self.responses.append((token, e))
 
@@ -288,6 +308,8 @@ class Member:
             self.node.advance(rd.raft)
         self._settle_conf_changes()
         self._maybe_snapshot()
+        if self.auth_checks:
+            self._check_passwords()
         self._next_read_round()
 
     # ---------------------------------------------------------------- queries
@@ -311,8 +333,22 @@ class Member:
 
     # --------------------------------------------------------------- routing
 
-    def _route(self, token: Token, req: Any) -> None:
-        if isinstance(req, (api.RangeRequest, api.TxnRequest)) and is_read(req):
+    def _route(self, token: Token, req: Any, info: AuthInfo = NO_USER) -> None:
+        if isinstance(req, api.InternalAuthenticateRequest):
+            raise TypeError("InternalAuthenticateRequest is the member's own; clients send AuthenticateRequest")
+        if isinstance(req, (api.RangeRequest, *ADMIN_LOCAL_REQUESTS)) or (
+            isinstance(req, api.TxnRequest) and is_read(req)
+        ):
+            # Reads and local admin requests are checked here, by the member serving them
+            # (etcd checks a read against its applied auth store too); writes when they apply.
+            check_read(self.sm.auth, info, req)
+        if isinstance(req, api.AuthenticateRequest):
+            # etcd's Authenticate: a ReadIndex round first, so the password is checked against
+            # an auth store at least as new as any write acknowledged before (advance() checks it).
+            self._read(token, req, False)
+        elif isinstance(req, api.AuthStatusRequest):
+            self.responses.append((token, self._fill(self.sm.auth.status())))
+        elif isinstance(req, (api.RangeRequest, api.TxnRequest)) and is_read(req):
             check_request(req)
             serializable = isinstance(req, api.RangeRequest) and req.serializable
             self._read(token, req, serializable)
@@ -340,17 +376,20 @@ class Member:
             self._propose_member_change(token, req)
         else:
             self.sm.check_write(req)
-            self._propose(token, req)
+            self._propose(token, hash_passwords(req, self.rng), info)
 
     def _next_seq(self) -> int:
         self.seq += 1
         return self.seq
 
-    def _propose(self, token: Token | None, req: Any) -> None:
+    def _propose(self, token: Token | None, req: Any, info: AuthInfo = NO_USER) -> int:
         if self.node.log.committed - self.node.log.applied > MAX_GAP_BETWEEN_APPLY_AND_COMMIT:
             raise ErrTooManyRequests()
         seq = self._next_seq()
-        data = encode_api(api.Proposal(incarnation=self.incarnation, seq=seq, request=req))
+        prop = api.Proposal(
+            incarnation=self.incarnation, seq=seq, request=req, username=info.username, auth_revision=info.revision
+        )
+        data = encode_api(prop)
         if len(data) > self.config.max_request_bytes:
             raise ErrRequestTooLarge()
         try:
@@ -360,6 +399,38 @@ class Member:
             raise (ErrNoLeader() if self.node.lead == NONE else ErrLeaderChanged()) from None
         if token is not None:
             self.pending[seq] = token
+        return seq
+
+    # ------------------------------------------------------------ authenticate
+
+    def _check_passwords(self) -> None:
+        """Authenticate requests whose ReadIndex round is done: check the password against
+        the applied auth store, then propose the token through the log (etcd's
+        Authenticate), remembering the auth revision the password was right at."""
+        checks, self.auth_checks = self.auth_checks, []
+        for token, req in checks:
+            try:
+                revision = self.sm.auth.check_password(req.name, req.password)
+                internal = api.InternalAuthenticateRequest(
+                    name=req.name, simple_token=new_simple_token_prefix(self.rng), auth_revision=revision
+                )
+                seq = self._propose(token, internal)
+            except RaftKVError as e:
+                self.responses.append((token, e))
+                continue
+            self.authenticating[seq] = req
+
+    def _deny_watch(self, stream: Token, req: api.WatchCreateRequest) -> None:
+        """etcd refuses a watch the user may not read (or whose token is bad) with a
+        created-and-canceled response whose reason is ErrGRPCPermissionDenied's text."""
+        resp = api.WatchResponse(
+            header=self._header(),
+            watch_id=req.watch_id,
+            created=True,
+            canceled=True,
+            cancel_reason=f"rpc error: code = PermissionDenied desc = {ErrPermissionDenied.message}",
+        )
+        self.watch_responses.append((stream, resp))
 
     # Linearizable reads (kv/read_index.py) and lease expiry (kv/lease_expiry.py),
     # bound here as methods.
@@ -494,6 +565,13 @@ class Member:
 
     def _answer(self, prop: api.Proposal, outcome: Outcome) -> None:
         if prop.incarnation != self.incarnation:
+            return
+        retry = self.authenticating.pop(prop.seq, None)
+        if retry is not None and isinstance(outcome, ErrAuthOldRevision):
+            # The auth store changed between the password check and the apply: check again.
+            token = self.pending.pop(prop.seq, None)
+            if token is not None:
+                self.auth_checks.append((token, retry))
             return
         token = self.pending.pop(prop.seq, None)
         if token is not None:

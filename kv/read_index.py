@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from kv import api
 from kv.bugs import TeachingBug
 from kv.errors import ErrLeaderChanged, ErrNoLeader, ProposalDropped
 from kv.raft.messages import NONE, ReadState
@@ -74,6 +75,9 @@ def flush_reads(self: Member) -> None:
     applied = self.node.log.applied
     while self.read_ready and self.read_ready[0].index <= applied:
         for token, req in self.read_ready.pop(0).waiting:
+            if isinstance(req, api.AuthenticateRequest):
+                self.auth_checks.append((token, req))  # advance() checks the password
+                continue
             self.responses.append((token, self._fill(self.sm.read(req, self.now))))
 
 def requeue_read_round(self: Member) -> None:

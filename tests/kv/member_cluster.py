@@ -136,22 +136,22 @@ class MemberCluster:
 
     # ------------------------------------------------------------ clients
 
-    def submit(self, i: int, req: Any, token: Any = None) -> Any:
+    def submit(self, i: int, req: Any, token: Any = None, auth_token: str = "") -> Any:
         token = next(self.tokens) if token is None else token
-        self.members[i].submit(token, req, self.now)
+        self.members[i].submit(token, req, self.now, auth_token)
         self.deliver_all()
         return token
 
-    def call(self, i: int, req: Any, limit: float = 3.0) -> Any:
+    def call(self, i: int, req: Any, limit: float = 3.0, auth_token: str = "") -> Any:
         """Submit and run until answered; NO_ANSWER if nothing came back in time."""
-        token = self.submit(i, req)
+        token = self.submit(i, req, auth_token=auth_token)
         end = self.now + limit
         while token not in self.answers and self.now < end:
             self.run_for(TICK)
         return self.answers.pop(token, NO_ANSWER)
 
-    def watch(self, i: int, stream: Any, req: api.WatchCreateRequest) -> None:
-        self.members[i].submit(stream, req, self.now)
+    def watch(self, i: int, stream: Any, req: api.WatchCreateRequest, auth_token: str = "") -> None:
+        self.members[i].submit(stream, req, self.now, auth_token)
         self.deliver_all()
 
     def events(self, stream: Any) -> list[api.Event]:
