@@ -39,7 +39,7 @@ from typing import Any
 from kv import api, lease_expiry, read_index
 from kv.applier import MEMBER_REQUESTS, StateMachine, is_read, new_member_id
 from kv.auth import NO_USER, AuthInfo, new_simple_token_prefix
-from kv.authorize import ADMIN_LOCAL_REQUESTS, check_read, hash_passwords
+from kv.authorize import ADMIN_LOCAL_REQUESTS, check_read, denied_watch, hash_passwords
 from kv.bugs import TeachingBug, parse_bugs
 from kv.codec import decode_api, decode_conf_change, encode_api
 from kv.errors import (
@@ -50,7 +50,6 @@ from kv.errors import (
     ErrLeaderChanged,
     ErrNoLeader,
     ErrNotLeader,
-    ErrPermissionDenied,
     ErrRequestTooLarge,
     ErrTimeoutLeaderTransfer,
     ErrTooManyRequests,
@@ -259,8 +258,8 @@ class Member:
         if isinstance(request, api.WatchCreateRequest) and self.sm.auth.enabled:
             try:
                 check_read(self.sm.auth, self.sm.auth_info(auth_token, self.now), request)
-            except RaftKVError:
-                self._deny_watch(token, request)
+            except RaftKVError as e:
+                self.watch_responses.append((token, denied_watch(self._header(), request, e)))
                 return
         try:
             info = NO_USER if isinstance(request, _WATCH_REQUESTS) else self.sm.auth_info(auth_token, self.now)
@@ -419,18 +418,6 @@ class Member:
                 self.responses.append((token, e))
                 continue
             self.authenticating[seq] = req
-
-    def _deny_watch(self, stream: Token, req: api.WatchCreateRequest) -> None:
-        """etcd refuses a watch the user may not read (or whose token is bad) with a
-        created-and-canceled response whose reason is ErrGRPCPermissionDenied's text."""
-        resp = api.WatchResponse(
-            header=self._header(),
-            watch_id=req.watch_id,
-            created=True,
-            canceled=True,
-            cancel_reason=f"rpc error: code = PermissionDenied desc = {ErrPermissionDenied.message}",
-        )
-        self.watch_responses.append((stream, resp))
 
     # Linearizable reads (kv/read_index.py) and lease expiry (kv/lease_expiry.py),
     # bound here as methods.

@@ -38,8 +38,13 @@ Requests and responses (all ``kv.api``):
     LeaseTimeToLiveRequest, LeaseLeasesRequest, MemberAddRequest,
     MemberRemoveRequest, MemberUpdateRequest, MemberListRequest,
     MemberPromoteRequest, StatusRequest, HashKVRequest, DefragmentRequest,
-    MoveLeaderRequest -> the matching
-    ``...Response``.
+    MoveLeaderRequest and every Auth request (AuthEnableRequest ...
+    AuthRoleRevokePermissionRequest) -> the matching ``...Response``.
+
+Auth: the servicers pass the client's token (gRPC metadata ``token``) with each
+call and each watch stream; the Backend resolves it to a user (an unknown or
+expired one is ``ErrInvalidAuthToken``) and checks that user's rights as etcd
+does (kv/authorize.py).
 """
 
 from __future__ import annotations
@@ -72,6 +77,23 @@ UNARY_REQUESTS: tuple[type, ...] = (
     api.HashKVRequest,
     api.DefragmentRequest,
     api.MoveLeaderRequest,
+    api.AuthEnableRequest,
+    api.AuthDisableRequest,
+    api.AuthStatusRequest,
+    api.AuthenticateRequest,
+    api.AuthUserAddRequest,
+    api.AuthUserGetRequest,
+    api.AuthUserListRequest,
+    api.AuthUserDeleteRequest,
+    api.AuthUserChangePasswordRequest,
+    api.AuthUserGrantRoleRequest,
+    api.AuthUserRevokeRoleRequest,
+    api.AuthRoleAddRequest,
+    api.AuthRoleGetRequest,
+    api.AuthRoleListRequest,
+    api.AuthRoleDeleteRequest,
+    api.AuthRoleGrantPermissionRequest,
+    api.AuthRoleRevokePermissionRequest,
 )
 
 
@@ -106,13 +128,15 @@ class WatchStream(Protocol):
 class Backend(Protocol):
     """What the client API servicers call (see the module docstring for the contract)."""
 
-    async def call(self, request: Any) -> Any:
+    async def call(self, request: Any, auth_token: str = "") -> Any:
         """Answer one request from ``UNARY_REQUESTS`` with its response dataclass, or
-        raise the ``kv.errors.RaftKVError`` subclass etcd would answer with."""
+        raise the ``kv.errors.RaftKVError`` subclass etcd would answer with.
+        `auth_token` is the client's token (gRPC metadata ``token``; "" for none): while
+        auth is on, the request runs as the user it names."""
         ...
 
-    def watch_stream(self) -> WatchStream:
-        """Open a new, empty watch stream."""
+    def watch_stream(self, auth_token: str = "") -> WatchStream:
+        """Open a new, empty watch stream; its watches run as `auth_token`'s user."""
         ...
 
     async def snapshot(self) -> BackendState:

@@ -41,7 +41,7 @@ from google.protobuf.message import Message
 
 from kv import api
 from kv.errors import ErrEmptyKey, GrpcCode, RaftKVError
-from real_net.proto import kv_pb2, rpc_pb2
+from real_net.proto import auth_pb2, kv_pb2, rpc_pb2
 
 __all__ = [
     "ErrInvalidSortOption",
@@ -202,6 +202,49 @@ _TABLE: tuple[_Spec, ...] = (
     _Spec(api.HashKVRequest, rpc_pb2.HashKVRequest, (_f("revision"),)),
     _Spec(api.HashKVResponse, rpc_pb2.HashKVResponse,
           (_HEADER, _f("hash"), _f("compact_revision"), _f("hash_revision"))),
+    # --- auth (authpb records, then rpc.proto's Auth messages)
+    _Spec(api.Permission, auth_pb2.Permission,
+          (_f("perm_type", E, pb="permType", enum=api.PermissionType), _f("key"), _f("range_end"))),
+    _Spec(api.UserAddOptions, auth_pb2.UserAddOptions, (_f("no_password"),)),
+    _Spec(api.AuthEnableRequest, rpc_pb2.AuthEnableRequest, ()),
+    _Spec(api.AuthEnableResponse, rpc_pb2.AuthEnableResponse, (_HEADER,)),
+    _Spec(api.AuthDisableRequest, rpc_pb2.AuthDisableRequest, ()),
+    _Spec(api.AuthDisableResponse, rpc_pb2.AuthDisableResponse, (_HEADER,)),
+    _Spec(api.AuthStatusRequest, rpc_pb2.AuthStatusRequest, ()),
+    _Spec(api.AuthStatusResponse, rpc_pb2.AuthStatusResponse,
+          (_HEADER, _f("enabled"), _f("auth_revision", pb="authRevision"))),
+    _Spec(api.AuthenticateRequest, rpc_pb2.AuthenticateRequest, (_f("name"), _f("password"))),
+    _Spec(api.AuthenticateResponse, rpc_pb2.AuthenticateResponse, (_HEADER, _f("token"))),
+    _Spec(api.AuthUserAddRequest, rpc_pb2.AuthUserAddRequest,
+          (_f("name"), _f("password"), _f("options", M), _f("hashed_password", pb="hashedPassword"))),
+    _Spec(api.AuthUserAddResponse, rpc_pb2.AuthUserAddResponse, (_HEADER,)),
+    _Spec(api.AuthUserGetRequest, rpc_pb2.AuthUserGetRequest, (_f("name"),)),
+    _Spec(api.AuthUserGetResponse, rpc_pb2.AuthUserGetResponse, (_HEADER, _f("roles", R))),
+    _Spec(api.AuthUserDeleteRequest, rpc_pb2.AuthUserDeleteRequest, (_f("name"),)),
+    _Spec(api.AuthUserDeleteResponse, rpc_pb2.AuthUserDeleteResponse, (_HEADER,)),
+    _Spec(api.AuthUserChangePasswordRequest, rpc_pb2.AuthUserChangePasswordRequest,
+          (_f("name"), _f("password"), _f("hashed_password", pb="hashedPassword"))),
+    _Spec(api.AuthUserChangePasswordResponse, rpc_pb2.AuthUserChangePasswordResponse, (_HEADER,)),
+    _Spec(api.AuthUserGrantRoleRequest, rpc_pb2.AuthUserGrantRoleRequest, (_f("user"), _f("role"))),
+    _Spec(api.AuthUserGrantRoleResponse, rpc_pb2.AuthUserGrantRoleResponse, (_HEADER,)),
+    _Spec(api.AuthUserRevokeRoleRequest, rpc_pb2.AuthUserRevokeRoleRequest, (_f("name"), _f("role"))),
+    _Spec(api.AuthUserRevokeRoleResponse, rpc_pb2.AuthUserRevokeRoleResponse, (_HEADER,)),
+    _Spec(api.AuthRoleAddRequest, rpc_pb2.AuthRoleAddRequest, (_f("name"),)),
+    _Spec(api.AuthRoleAddResponse, rpc_pb2.AuthRoleAddResponse, (_HEADER,)),
+    _Spec(api.AuthRoleGetRequest, rpc_pb2.AuthRoleGetRequest, (_f("role"),)),
+    _Spec(api.AuthRoleGetResponse, rpc_pb2.AuthRoleGetResponse, (_HEADER, _f("perm", RM))),
+    _Spec(api.AuthUserListRequest, rpc_pb2.AuthUserListRequest, ()),
+    _Spec(api.AuthUserListResponse, rpc_pb2.AuthUserListResponse, (_HEADER, _f("users", R))),
+    _Spec(api.AuthRoleListRequest, rpc_pb2.AuthRoleListRequest, ()),
+    _Spec(api.AuthRoleListResponse, rpc_pb2.AuthRoleListResponse, (_HEADER, _f("roles", R))),
+    _Spec(api.AuthRoleDeleteRequest, rpc_pb2.AuthRoleDeleteRequest, (_f("role"),)),
+    _Spec(api.AuthRoleDeleteResponse, rpc_pb2.AuthRoleDeleteResponse, (_HEADER,)),
+    _Spec(api.AuthRoleGrantPermissionRequest, rpc_pb2.AuthRoleGrantPermissionRequest,
+          (_f("name"), _f("perm", M))),
+    _Spec(api.AuthRoleGrantPermissionResponse, rpc_pb2.AuthRoleGrantPermissionResponse, (_HEADER,)),
+    _Spec(api.AuthRoleRevokePermissionRequest, rpc_pb2.AuthRoleRevokePermissionRequest,
+          (_f("role"), _f("key"), _f("range_end"))),
+    _Spec(api.AuthRoleRevokePermissionResponse, rpc_pb2.AuthRoleRevokePermissionResponse, (_HEADER,)),
 )  # fmt: skip
 
 _BY_API: dict[type, _Spec] = {s.api_type: s for s in _TABLE}

@@ -17,8 +17,10 @@ What each service answers
     (real_net/etcd_db.py) and Hash is etcd's CRC-32C of that backend; Alarm
     GET lists no alarms (raftkv raises none); Downgrade (not in etcd 3.4
     either) and alarm changes answer UNIMPLEMENTED, saying so.
-    Auth: AuthStatus says authentication is disabled; Authenticate answers
-    etcd's "authentication is not enabled"; the rest answer UNIMPLEMENTED.
+    Auth: every RPC through the Backend (etcd 3.4's auth: users, roles,
+    permissions, simple tokens; kv/auth.py). Every servicer reads the client's
+    token from the gRPC metadata ``token`` (what etcd's clients send after
+    Authenticate) and passes it to the Backend, which checks the user's rights.
 
 Limits as etcd's defaults: a write request larger than --max-request-bytes
 (1.5 MiB) is refused with ErrRequestTooLarge, and gRPC itself refuses to
@@ -91,6 +93,18 @@ def check_urls(urls: tuple[str, ...]) -> None:
             raise ErrMemberBadURLs()
 
 
+def auth_token(context: Any) -> str:
+    """The client's token: gRPC metadata ``token`` (etcd's TokenFieldNameGRPC), or
+    ``authorization`` (TokenFieldNameSwagger, what the HTTP gateway forwards); "" if none.
+    A context without metadata (the HTTP gateway's own) has none."""
+    metadata = getattr(context, "invocation_metadata", None)
+    if metadata is None:
+        return ""
+    found = {k: v for k, v in (metadata() or ())}
+    token = found.get("token", found.get("authorization", ""))
+    return token if isinstance(token, str) else token.decode()
+
+
 class _Servicer:
     """What every service shares: the Backend, the limits, and the call path.
 
@@ -110,7 +124,7 @@ class _Servicer:
             if write and request_pb.ByteSize() > self.max_request_bytes:
                 # etcd measures the proposal it would put in the log; the request is most of it.
                 raise ErrRequestTooLarge()
-            resp = await self.backend.call(req)
+            resp = await self.backend.call(req, auth_token(context))
         except RaftKVError as e:
             await _abort(context, e)
         return convert.to_pb(resp)
@@ -140,7 +154,7 @@ class KVServicer(_Servicer):
             )
             if write and request_pb.ByteSize() > self.max_request_bytes:
                 raise ErrRequestTooLarge()
-            resp = await self.backend.call(req)
+            resp = await self.backend.call(req, auth_token(context))
         except RaftKVError as e:
             await _abort(context, e)
         return convert.to_pb(resp)
@@ -177,7 +191,7 @@ class WatchServicer(_Servicer):
         task while responses are written out here, so a client can create watchers
         while events flow. The client half-closing does not end the call: etcd keeps
         sending events until the client cancels it."""
-        stream = self.backend.watch_stream()
+        stream = self.backend.watch_stream(auth_token(context))
         failure: list[Exception] = []
 
         async def read_requests() -> None:
@@ -227,7 +241,7 @@ class LeaseServicer(_Servicer):
         async for msg in request_iterator:
             req = convert.from_pb(msg)
             try:
-                resp = await self.backend.call(req)
+                resp = await self.backend.call(req, auth_token(context))
             except ErrLeaseNotFound:
                 header = convert.from_pb(await self._header(context))
                 resp = api.LeaseKeepAliveResponse(header=header, ID=req.ID, TTL=0)
@@ -358,33 +372,87 @@ class MaintenanceServicer(_Servicer):
 
 # --------------------------------------------------------------------- Auth
 
-# etcd's rpctypes.ErrGRPCAuthNotEnabled: what etcd answers Authenticate with when auth is off.
-_AUTH_NOT_ENABLED = "etcdserver: authentication is not enabled"
-
-
 class AuthServicer(_Servicer):
+    """etcd's Auth service: every method is one Backend call (the Backend proposes each
+    change, and in etcd 3.4 each get and list too, through the log)."""
+
+    async def AuthEnable(self, request: pb.AuthEnableRequest, context: Context) -> pb.AuthEnableResponse:
+        resp: pb.AuthEnableResponse = await self._call(context, request)
+        return resp
+
+    async def AuthDisable(self, request: pb.AuthDisableRequest, context: Context) -> pb.AuthDisableResponse:
+        resp: pb.AuthDisableResponse = await self._call(context, request)
+        return resp
+
     async def AuthStatus(self, request: pb.AuthStatusRequest, context: Context) -> pb.AuthStatusResponse:
-        return pb.AuthStatusResponse(header=await self._header(context), enabled=False)
+        resp: pb.AuthStatusResponse = await self._call(context, request)
+        return resp
 
     async def Authenticate(self, request: pb.AuthenticateRequest, context: Context) -> pb.AuthenticateResponse:
-        await context.abort(grpc.StatusCode.FAILED_PRECONDITION, _AUTH_NOT_ENABLED)
-        raise AssertionError("unreachable: context.abort raises")  # pragma: no cover
+        resp: pb.AuthenticateResponse = await self._call(context, request)
+        return resp
 
+    async def UserAdd(self, request: pb.AuthUserAddRequest, context: Context) -> pb.AuthUserAddResponse:
+        resp: pb.AuthUserAddResponse = await self._call(context, request)
+        return resp
 
-def _auth_unimplemented(method: str) -> Any:
-    async def handler(self: AuthServicer, request: Any, context: Context) -> Any:
-        await _unimplemented(context, f"authentication (Auth.{method})")
+    async def UserGet(self, request: pb.AuthUserGetRequest, context: Context) -> pb.AuthUserGetResponse:
+        resp: pb.AuthUserGetResponse = await self._call(context, request)
+        return resp
 
-    handler.__name__ = method
-    return handler
+    async def UserList(self, request: pb.AuthUserListRequest, context: Context) -> pb.AuthUserListResponse:
+        resp: pb.AuthUserListResponse = await self._call(context, request)
+        return resp
 
+    async def UserDelete(self, request: pb.AuthUserDeleteRequest, context: Context) -> pb.AuthUserDeleteResponse:
+        resp: pb.AuthUserDeleteResponse = await self._call(context, request)
+        return resp
 
-for _method in (
-    "AuthEnable", "AuthDisable", "UserAdd", "UserGet", "UserList", "UserDelete", "UserChangePassword",
-    "UserGrantRole", "UserRevokeRole", "RoleAdd", "RoleGet", "RoleList", "RoleDelete",
-    "RoleGrantPermission", "RoleRevokePermission",
-):  # fmt: skip
-    setattr(AuthServicer, _method, _auth_unimplemented(_method))
+    async def UserChangePassword(
+        self, request: pb.AuthUserChangePasswordRequest, context: Context
+    ) -> pb.AuthUserChangePasswordResponse:
+        resp: pb.AuthUserChangePasswordResponse = await self._call(context, request)
+        return resp
+
+    async def UserGrantRole(
+        self, request: pb.AuthUserGrantRoleRequest, context: Context
+    ) -> pb.AuthUserGrantRoleResponse:
+        resp: pb.AuthUserGrantRoleResponse = await self._call(context, request)
+        return resp
+
+    async def UserRevokeRole(
+        self, request: pb.AuthUserRevokeRoleRequest, context: Context
+    ) -> pb.AuthUserRevokeRoleResponse:
+        resp: pb.AuthUserRevokeRoleResponse = await self._call(context, request)
+        return resp
+
+    async def RoleAdd(self, request: pb.AuthRoleAddRequest, context: Context) -> pb.AuthRoleAddResponse:
+        resp: pb.AuthRoleAddResponse = await self._call(context, request)
+        return resp
+
+    async def RoleGet(self, request: pb.AuthRoleGetRequest, context: Context) -> pb.AuthRoleGetResponse:
+        resp: pb.AuthRoleGetResponse = await self._call(context, request)
+        return resp
+
+    async def RoleList(self, request: pb.AuthRoleListRequest, context: Context) -> pb.AuthRoleListResponse:
+        resp: pb.AuthRoleListResponse = await self._call(context, request)
+        return resp
+
+    async def RoleDelete(self, request: pb.AuthRoleDeleteRequest, context: Context) -> pb.AuthRoleDeleteResponse:
+        resp: pb.AuthRoleDeleteResponse = await self._call(context, request)
+        return resp
+
+    async def RoleGrantPermission(
+        self, request: pb.AuthRoleGrantPermissionRequest, context: Context
+    ) -> pb.AuthRoleGrantPermissionResponse:
+        resp: pb.AuthRoleGrantPermissionResponse = await self._call(context, request)
+        return resp
+
+    async def RoleRevokePermission(
+        self, request: pb.AuthRoleRevokePermissionRequest, context: Context
+    ) -> pb.AuthRoleRevokePermissionResponse:
+        resp: pb.AuthRoleRevokePermissionResponse = await self._call(context, request)
+        return resp
 
 
 # ------------------------------------------------------------------- server

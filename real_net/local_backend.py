@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import random
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, cast
@@ -37,6 +38,8 @@ from kv.errors import (
     RaftKVError,
 )
 from kv.applier import WRITE_REQUESTS, StateMachine, is_read
+from kv.auth import NO_USER, AuthInfo, new_simple_token_prefix
+from kv.authorize import ADMIN_LOCAL_REQUESTS, check_read, denied_watch, hash_passwords
 from kv.lease import min_lease_ttl
 from kv.request_checks import DEFAULT_MAX_TXN_OPS, check_request
 from kv.watch import DEFAULT_PROGRESS_INTERVAL, WatchHub
@@ -97,6 +100,9 @@ class LocalBackend:
         self._timer: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
         self._stopped = False
+        # Password salts and token prefixes: this process's own randomness (a Member uses
+        # its seeded Random; here nothing needs replaying).
+        self._rng: random.Random = random.SystemRandom()
 
     def set_client_urls(self, client_urls: tuple[str, ...]) -> None:
         """Advertise these client URLs in MemberList (known only once the server has
@@ -140,20 +146,20 @@ class LocalBackend:
 
     # --------------------------------------------------------------- Backend
 
-    async def call(self, request: Any) -> Any:
+    async def call(self, request: Any, auth_token: str = "") -> Any:
         if self._stopped:
             raise ErrStopped()
         if self._timer is None:
             await self.start()
-        return api.fill_header(self._answer(request), self._header())
+        return api.fill_header(self._answer(request, auth_token), self._header())
 
-    def watch_stream(self) -> LocalWatchStream:
+    def watch_stream(self, auth_token: str = "") -> LocalWatchStream:
         if self._stopped:
             raise ErrStopped()
         if self._timer is None:
             # No await possible here; start() does nothing that needs one.
             self._start_now()
-        stream = LocalWatchStream(self)
+        stream = LocalWatchStream(self, auth_token)
         self._streams.add(stream)
         return stream
 
@@ -175,8 +181,23 @@ class LocalBackend:
             cluster_id=self.cluster_id, member_id=self.member.ID, revision=self.store.revision, raft_term=1
         )
 
-    def _answer(self, req: Any) -> Any:
+    def _answer(self, req: Any, auth_token: str = "") -> Any:
         now = self._now()
+        if isinstance(req, api.AuthStatusRequest):
+            return self.sm.auth.status()
+        info = self.sm.auth_info(auth_token, now)
+        if isinstance(req, api.AuthenticateRequest):
+            # etcd's Authenticate: the password checked here, the token assigned by applying
+            # InternalAuthenticate (as a Member does through its log).
+            revision = self.sm.auth.check_password(req.name, req.password)
+            internal = api.InternalAuthenticateRequest(
+                name=req.name, simple_token=new_simple_token_prefix(self._rng), auth_revision=revision
+            )
+            return self._apply(internal, now)
+        if isinstance(req, (api.RangeRequest, *ADMIN_LOCAL_REQUESTS)) or (
+            isinstance(req, api.TxnRequest) and is_read(req)
+        ):
+            check_read(self.sm.auth, info, req)
         if isinstance(req, (api.RangeRequest, api.TxnRequest)) and is_read(req):
             check_request(req, self.max_txn_ops)
             return self._outcome(self.sm.read(req, now))
@@ -184,7 +205,7 @@ class LocalBackend:
             return self._outcome(self.sm.query(req, now))
         if isinstance(req, WRITE_REQUESTS):
             check_request(req, self.max_txn_ops)
-            return self._apply(req, now)
+            return self._apply(hash_passwords(req, self._rng), now, info)
         if isinstance(req, api.StatusRequest):
             db_size = self.store.db_size()
             return api.StatusResponse(
@@ -203,10 +224,13 @@ class LocalBackend:
             return api.MoveLeaderResponse()  # already the leader, as etcd answers for itself
         return self._membership(req)
 
-    def _apply(self, req: Any, now: float) -> Any:
+    def _apply(self, req: Any, now: float, info: AuthInfo = NO_USER) -> Any:
         """A write, applied as the log entry it would have been (Status.raft_index counts them)."""
         self._index += 1
-        outcome, events = self.sm.apply(api.Proposal(incarnation=0, seq=self._index, request=req), self._index, now)
+        prop = api.Proposal(
+            incarnation=0, seq=self._index, request=req, username=info.username, auth_revision=info.revision
+        )
+        outcome, events = self.sm.apply(prop, self._index, now)
         self._notify(events)
         if isinstance(req, api.LeaseGrantRequest):
             self._poke()  # a new deadline for the timer
@@ -272,8 +296,9 @@ class LocalWatchStream:
     """Implements real_net.backend.WatchStream for LocalBackend (the hub's stream token is
     this object itself)."""
 
-    def __init__(self, backend: LocalBackend) -> None:
+    def __init__(self, backend: LocalBackend, auth_token: str = "") -> None:
         self._backend = backend
+        self._auth_token = auth_token
         self._queue: asyncio.Queue[api.WatchResponse | None] = asyncio.Queue()
         self._closed = False
 
@@ -281,6 +306,12 @@ class LocalWatchStream:
         if self._closed:
             raise ErrStopped()
         b = self._backend
+        if isinstance(request, api.WatchCreateRequest) and b.sm.auth.enabled:
+            try:
+                check_read(b.sm.auth, b.sm.auth_info(self._auth_token, b._now()), request)
+            except RaftKVError as e:
+                self._queue.put_nowait(denied_watch(b._header(), request, e))
+                return
         for resp in b.hub.handle(self, request, b.store, b._header(), b._now()):
             self._queue.put_nowait(resp)
         if isinstance(request, api.WatchCreateRequest) and request.progress_notify:

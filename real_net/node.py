@@ -155,9 +155,9 @@ class MemberNode:
         self._snapshot_reports.append((peer, failed))
         self._kick()
 
-    async def call(self, request: Any) -> Any:
+    async def call(self, request: Any, auth_token: str = "") -> Any:
         """Backend.call: the member's answer to one request, or its error."""
-        return await self._submit_and_wait(lambda tok, now: self.member.submit(tok, request, now))
+        return await self._submit_and_wait(lambda tok, now: self.member.submit(tok, request, now, auth_token))
 
     async def _submit_and_wait(self, submit: Callable[[int, float], None]) -> Any:
         if self._stopped:
@@ -206,14 +206,14 @@ class MemberNode:
             if fut is not None and not fut.done():
                 fut.set_exception(ErrTimeout())
 
-    def watch_stream(self) -> _WatchStream:
+    def watch_stream(self, auth_token: str = "") -> _WatchStream:
         token = next(self._tokens)
-        stream = _WatchStream(self, token)
+        stream = _WatchStream(self, token, auth_token)
         self._streams[token] = stream
         return stream
 
-    def _watch_request(self, token: int, request: WatchRequest) -> None:
-        self._requests.append((token, lambda tok, now: self.member.submit(tok, request, now)))
+    def _watch_request(self, token: int, request: WatchRequest, auth_token: str = "") -> None:
+        self._requests.append((token, lambda tok, now: self.member.submit(tok, request, now, auth_token)))
         self._kick()
 
     def _close_stream(self, token: int) -> None:
@@ -328,9 +328,10 @@ class NodeStats:
 class _WatchStream:
     """real_net.backend.WatchStream over a MemberNode."""
 
-    def __init__(self, node: MemberNode, token: int) -> None:
+    def __init__(self, node: MemberNode, token: int, auth_token: str = "") -> None:
         self._node = node
         self._token = token
+        self._auth_token = auth_token
         self._queue: asyncio.Queue[api.WatchResponse | RaftKVError] = asyncio.Queue()
         self._closed = False
 
@@ -343,7 +344,7 @@ class _WatchStream:
     async def send(self, request: WatchRequest) -> None:
         if self._closed or self._node._stopped:
             raise ErrStopped()
-        self._node._watch_request(self._token, request)
+        self._node._watch_request(self._token, request, self._auth_token)
 
     async def recv(self) -> api.WatchResponse:
         item = await self._queue.get()

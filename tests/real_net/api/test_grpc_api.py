@@ -64,9 +64,9 @@ def client(server: ServerThread) -> Iterator[Client]:
         channel.close()
 
 
-def rpc_error(fn: Any, request: Any) -> tuple[grpc.StatusCode, str]:
+def rpc_error(fn: Any, request: Any, **kwargs: Any) -> tuple[grpc.StatusCode, str]:
     with pytest.raises(grpc.RpcError) as e:
-        fn(request, timeout=5)
+        fn(request, timeout=5, **kwargs)
     return e.value.code(), e.value.details()
 
 
@@ -439,11 +439,27 @@ def test_snapshot_streams_a_bbolt_database_then_its_sha256(client: Client) -> No
     assert b"key" in bbolt.read_db(db).buckets
 
 
-def test_auth_status_is_disabled_and_the_rest_unimplemented(client: Client) -> None:
+def test_auth_status_says_disabled_until_auth_enable_and_counts_auth_revisions(client: Client) -> None:
     status = client.auth.AuthStatus(pb.AuthStatusRequest(), timeout=5)
-    assert not status.enabled and status.header.member_id
-    code, text = rpc_error(client.auth.UserAdd, pb.AuthUserAddRequest(name="u"))
-    assert code == Code.UNIMPLEMENTED and "Auth.UserAdd" in text
+    assert not status.enabled and status.header.member_id and status.authRevision == 1
+    code, text = rpc_error(client.auth.Authenticate, pb.AuthenticateRequest(name="u", password="p"))
+    assert (code, text) == (Code.FAILED_PRECONDITION, "etcdserver: authentication is not enabled")
+    code, text = rpc_error(client.auth.AuthEnable, pb.AuthEnableRequest())
+    assert (code, text) == (Code.FAILED_PRECONDITION, "etcdserver: root user does not exist")
+    client.auth.UserAdd(pb.AuthUserAddRequest(name="root", password="pw"), timeout=5)
+    client.auth.UserGrantRole(pb.AuthUserGrantRoleRequest(user="root", role="root"), timeout=5)
+    client.auth.AuthEnable(pb.AuthEnableRequest(), timeout=5)
+    status = client.auth.AuthStatus(pb.AuthStatusRequest(), timeout=5)
+    assert status.enabled and status.authRevision == 3
+    code, text = rpc_error(client.kv.Range, pb.RangeRequest(key=b"k"))
+    assert (code, text) == (Code.INVALID_ARGUMENT, "etcdserver: user name is empty")
+    token = client.auth.Authenticate(pb.AuthenticateRequest(name="root", password="pw"), timeout=5).token
+    assert client.kv.Range(pb.RangeRequest(key=b"k"), metadata=(("token", token),), timeout=5).count == 0
+    code, text = rpc_error(client.kv.Range, pb.RangeRequest(key=b"k"), metadata=(("token", "bogus.1"),))
+    assert (code, text) == (Code.UNAUTHENTICATED, "etcdserver: invalid auth token")
+    code, text = rpc_error(client.auth.Authenticate, pb.AuthenticateRequest(name="root", password="bad"))
+    assert (code, text) == (Code.INVALID_ARGUMENT, "etcdserver: authentication failed, invalid user ID or password")
+    client.auth.AuthDisable(pb.AuthDisableRequest(), metadata=(("token", token),), timeout=5)
 
 
 # ------------------------------------------------------------------------ TLS

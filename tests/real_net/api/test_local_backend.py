@@ -10,7 +10,7 @@ import grpc
 import pytest
 
 from kv import api
-from kv.errors import ErrLeaseNotFound, ErrStopped
+from kv.errors import ErrAuthNotEnabled, ErrLeaseNotFound, ErrRootUserNotExist, ErrStopped
 from real_net.backend import UNARY_REQUESTS, Backend, WatchStream
 from real_net.local_backend import ErrNoRaft, LocalBackend
 from real_net.proto import rpc_pb2 as pb
@@ -57,6 +57,22 @@ def test_every_unary_request_is_answered_with_its_response_type() -> None:
             api.HashKVRequest: api.HashKVRequest(),
             api.DefragmentRequest: api.DefragmentRequest(),
             api.MoveLeaderRequest: api.MoveLeaderRequest(target_id=b.member.ID),
+            api.AuthStatusRequest: api.AuthStatusRequest(),
+            api.AuthUserAddRequest: api.AuthUserAddRequest(name="u", password="p"),
+            api.AuthUserGetRequest: api.AuthUserGetRequest(name="u"),
+            api.AuthUserListRequest: api.AuthUserListRequest(),
+            api.AuthUserChangePasswordRequest: api.AuthUserChangePasswordRequest(name="u", password="q"),
+            api.AuthRoleAddRequest: api.AuthRoleAddRequest(name="r"),
+            api.AuthRoleGetRequest: api.AuthRoleGetRequest(role="r"),
+            api.AuthRoleListRequest: api.AuthRoleListRequest(),
+            api.AuthRoleGrantPermissionRequest: api.AuthRoleGrantPermissionRequest(
+                name="r", perm=api.Permission(key=b"k")),
+            api.AuthRoleRevokePermissionRequest: api.AuthRoleRevokePermissionRequest(role="r", key=b"k"),
+            api.AuthUserGrantRoleRequest: api.AuthUserGrantRoleRequest(user="u", role="r"),
+            api.AuthUserRevokeRoleRequest: api.AuthUserRevokeRoleRequest(name="u", role="r"),
+            api.AuthRoleDeleteRequest: api.AuthRoleDeleteRequest(role="r"),
+            api.AuthUserDeleteRequest: api.AuthUserDeleteRequest(name="u"),
+            api.AuthDisableRequest: api.AuthDisableRequest(),
         }
         for req_type, req in requests.items():
             resp = await b.call(req)
@@ -66,9 +82,13 @@ def test_every_unary_request_is_answered_with_its_response_type() -> None:
                     api.MemberRemoveRequest(ID=b.member.ID)):  # fmt: skip
             with pytest.raises(ErrNoRaft):
                 await b.call(req)
-        assert set(requests) | {api.MemberAddRequest, api.MemberRemoveRequest, api.MemberPromoteRequest} == set(
-            UNARY_REQUESTS
-        )
+        with pytest.raises(ErrRootUserNotExist):
+            await b.call(api.AuthEnableRequest())
+        with pytest.raises(ErrAuthNotEnabled):
+            await b.call(api.AuthenticateRequest(name="u", password="q"))
+        answered = {api.MemberAddRequest, api.MemberRemoveRequest, api.MemberPromoteRequest,
+                    api.AuthEnableRequest, api.AuthenticateRequest}  # fmt: skip
+        assert set(requests) | answered == set(UNARY_REQUESTS)
 
     run(check)
 
