@@ -30,7 +30,8 @@ from typing import Any
 import msgpack
 
 from kv import api
-from kv.auth import AuthInfo, AuthStore, SimpleTokens
+from kv.auth import AuthInfo, AuthStore
+from kv.simple_token import SimpleTokens
 from kv.authorize import AUTH_WRITE_REQUESTS, check_apply
 from kv.errors import (
     CorruptRecord,

@@ -31,11 +31,7 @@ Passwords
     knob (iterations), recorded in the hash so it can be raised later. etcd
     uses bcrypt, which the standard library does not have.
 
-Tokens
-    ``SimpleTokens`` are etcd's simple tokens: ``<16 random letters>.<log index>``,
-    kept in memory only (not in snapshots: a restarted member forgets them, as
-    etcd does), expiring ``SIMPLE_TOKEN_TTL`` seconds after their last use on the
-    member's clock passed in as ``now``.
+Tokens are kv/simple_token.py.
 
 Nothing here reads a clock or the global random module.
 """
@@ -46,9 +42,7 @@ import bisect
 import hashlib
 import hmac
 import random
-import string
 from dataclasses import dataclass, field
-from typing import Any
 
 import msgpack
 
@@ -74,10 +68,6 @@ from kv.errors import (
 
 ROOT_USER = "root"
 ROOT_ROLE = "root"
-# etcd's simpleTokenTTLDefault: a simple token lives 5 minutes after its last use.
-SIMPLE_TOKEN_TTL = 300.0
-# etcd's token prefix: 16 random letters (auth/simple_token.go).
-SIMPLE_TOKEN_PREFIX_LEN = 16
 PBKDF2_ITERATIONS = 100_000  # ~35 ms per hash in CPython; etcd's bcrypt cost 10 is ~60 ms
 PASSWORD_SALT_BYTES = 16
 SNAPSHOT_FORMAT = 1
@@ -85,7 +75,6 @@ SNAPSHOT_FORMAT = 1
 INITIAL_REVISION = 1
 
 _HASH_SCHEME = "pbkdf2-sha256"
-_LETTERS = string.ascii_letters
 
 
 # ------------------------------------------------------------------ passwords
@@ -107,10 +96,6 @@ def password_matches(password: str, hashed: str) -> bool:
     except ValueError:
         return False
     return hmac.compare_digest(got, bytes.fromhex(digest))
-
-
-def new_simple_token_prefix(rng: random.Random) -> str:
-    return "".join(rng.choice(_LETTERS) for _ in range(SIMPLE_TOKEN_PREFIX_LEN))
 
 
 # ----------------------------------------------------------------- key ranges
@@ -438,71 +423,13 @@ class AuthStore:
         self.roles = new_roles
 
 
-# --------------------------------------------------------------------- tokens
-
-
-@dataclass(slots=True)
-class _Token:
-    username: str
-    revision: int  # the auth revision when it was assigned
-    deadline: float
-
-
-class SimpleTokens:
-    """etcd's simple token provider: token -> user, local to one member, in memory.
-
-    As etcd's, a token's AuthInfo carries the auth store's *current* revision, not
-    the one it was assigned at (``info(..., current_revision)``): a simple token
-    stays good across auth changes, and "revision of auth store is old" only
-    answers a request that raced an auth change between check and apply."""
-
-    def __init__(self, ttl: float = SIMPLE_TOKEN_TTL) -> None:
-        self.ttl = ttl
-        self._tokens: dict[str, _Token] = {}
-
-    def assign(self, token: str, username: str, revision: int, now: float) -> None:
-        self._tokens[token] = _Token(username, revision, now + self.ttl)
-
-    def info(self, token: str, now: float, current_revision: int) -> AuthInfo | None:
-        t = self._tokens.get(token)
-        if t is None:
-            return None
-        if t.deadline <= now:
-            del self._tokens[token]
-            return None
-        t.deadline = now + self.ttl  # etcd resets a simple token's TTL on every use
-        return AuthInfo(t.username, current_revision)
-
-    def invalidate_user(self, username: str) -> None:
-        for tok in [k for k, t in self._tokens.items() if t.username == username]:
-            del self._tokens[tok]
-
-    def clear(self) -> None:
-        self._tokens.clear()
-
-    def usernames(self) -> set[str]:
-        return {t.username for t in self._tokens.values()}
-
-    def __len__(self) -> int:
-        return len(self._tokens)
-
-
-def restore_store(data: bytes) -> AuthStore:
-    store = AuthStore()
-    store.restore(data)
-    return store
-
-
-__all__: list[Any] = [
+__all__ = [
     "AuthInfo",
     "AuthStore",
     "NO_USER",
     "ROOT_ROLE",
     "ROOT_USER",
-    "SIMPLE_TOKEN_TTL",
-    "SimpleTokens",
     "covers",
     "hash_password",
-    "new_simple_token_prefix",
     "password_matches",
 ]

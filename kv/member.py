@@ -23,8 +23,14 @@ How requests travel (after etcd v3.4/3.5's server, etcdserver/v3_server.go):
   which keeps every member's lease deadlines close to the leader's;
 * MoveLeader hands leadership over (leader only), Defragment takes a snapshot.
 
-The ReadIndex read path is kv/read_index.py and lease expiry kv/lease_expiry.py;
-their functions are bound here as Member's methods.
+* with auth on (kv/auth.py, kv/authorize.py), a request runs as the user its
+  client's token names: writes carry that user into the log and are checked
+  when they apply, reads and watches are checked before they are served, and
+  Authenticate checks the password after a ReadIndex round and hands out its
+  token through the log (kv/authenticate.py).
+
+The ReadIndex read path is kv/read_index.py, Authenticate kv/authenticate.py and
+lease expiry kv/lease_expiry.py; their functions are bound here as Member's methods.
 """
 
 from __future__ import annotations
@@ -36,16 +42,15 @@ from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from kv import api, lease_expiry, read_index
+from kv import api, authenticate, lease_expiry, read_index
 from kv.applier import MEMBER_REQUESTS, StateMachine, is_read, new_member_id
-from kv.auth import NO_USER, AuthInfo, new_simple_token_prefix
+from kv.auth import NO_USER, AuthInfo
 from kv.authorize import ADMIN_LOCAL_REQUESTS, check_read, denied_watch, hash_passwords
 from kv.bugs import TeachingBug, parse_bugs
 from kv.codec import decode_api, decode_conf_change, encode_api
 from kv.errors import (
     ConfigError,
     CorruptRecord,
-    ErrAuthOldRevision,
     ErrBadLeaderTransferee,
     ErrLeaderChanged,
     ErrNoLeader,
@@ -400,27 +405,8 @@ class Member:
             self.pending[seq] = token
         return seq
 
-    # ------------------------------------------------------------ authenticate
-
-    def _check_passwords(self) -> None:
-        """Authenticate requests whose ReadIndex round is done: check the password against
-        the applied auth store, then propose the token through the log (etcd's
-        Authenticate), remembering the auth revision the password was right at."""
-        checks, self.auth_checks = self.auth_checks, []
-        for token, req in checks:
-            try:
-                revision = self.sm.auth.check_password(req.name, req.password)
-                internal = api.InternalAuthenticateRequest(
-                    name=req.name, simple_token=new_simple_token_prefix(self.rng), auth_revision=revision
-                )
-                seq = self._propose(token, internal)
-            except RaftKVError as e:
-                self.responses.append((token, e))
-                continue
-            self.authenticating[seq] = req
-
-    # Linearizable reads (kv/read_index.py) and lease expiry (kv/lease_expiry.py),
-    # bound here as methods.
+    # Linearizable reads (kv/read_index.py), Authenticate (kv/authenticate.py) and lease
+    # expiry (kv/lease_expiry.py), bound here as methods.
 
     _read = read_index.read
     _start_read_round = read_index.start_read_round
@@ -428,6 +414,9 @@ class Member:
     _flush_reads = read_index.flush_reads
     _requeue_read_round = read_index.requeue_read_round
     _next_read_round = read_index.next_read_round
+
+    _check_passwords = authenticate.check_passwords
+    _retry_if_stale = authenticate.retry_if_stale
 
     _expires_leases = lease_expiry.expires_leases
     _expire_leases = lease_expiry.expire_leases
@@ -553,12 +542,7 @@ class Member:
     def _answer(self, prop: api.Proposal, outcome: Outcome) -> None:
         if prop.incarnation != self.incarnation:
             return
-        retry = self.authenticating.pop(prop.seq, None)
-        if retry is not None and isinstance(outcome, ErrAuthOldRevision):
-            # The auth store changed between the password check and the apply: check again.
-            token = self.pending.pop(prop.seq, None)
-            if token is not None:
-                self.auth_checks.append((token, retry))
+        if self.authenticating and self._retry_if_stale(prop, outcome):
             return
         token = self.pending.pop(prop.seq, None)
         if token is not None:

@@ -174,7 +174,15 @@ class _Aborted(Exception):
 
 
 class _Context:
-    """The part of grpc.aio.ServicerContext the servicers use: ``abort`` ends the call."""
+    """The part of grpc.aio.ServicerContext the servicers use: ``abort`` ends the call,
+    ``invocation_metadata`` carries the client's token (etcd's gateway forwards the HTTP
+    ``Authorization`` header as the metadata etcd reads a token from)."""
+
+    def __init__(self, token: str = "") -> None:
+        self._token = token
+
+    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+        return (("authorization", self._token),) if self._token else ()
 
     async def abort(self, code: grpc.StatusCode, details: str = "") -> None:
         raise _Aborted(code, details)
@@ -302,23 +310,26 @@ class Gateway:
                     f"grpc: received message larger than max ({size} vs. {self.max_message_bytes})",
                 )
         method: Callable[..., Any] = getattr(getattr(self, route.servicer), route.method)
+        token = req.headers.get("authorization", "")
         if route.stream:
-            return await self._stream(method, route, requests)
+            return await self._stream(method, route, requests, token)
         try:
-            resp = await method(requests[0], _Context())
+            resp = await method(requests[0], _Context(token))
         except _Aborted as e:
             return error_response(e.code, e.details)
         return json_response(200, message_to_json(resp), GRPC_JSON_HEADERS)
 
-    async def _stream(self, method: Callable[..., Any], route: _Route, requests: list[Message]) -> HttpResponse:
+    async def _stream(
+        self, method: Callable[..., Any], route: _Route, requests: list[Message], token: str = ""
+    ) -> HttpResponse:
         async def request_iterator() -> AsyncIterator[Message]:
             for r in requests:
                 yield r
 
         if route.request is pb.SnapshotRequest:
-            calls = method(requests[0] if requests else pb.SnapshotRequest(), _Context())
+            calls = method(requests[0] if requests else pb.SnapshotRequest(), _Context(token))
         else:
-            calls = method(request_iterator(), _Context())
+            calls = method(request_iterator(), _Context(token))
         responses: AsyncIterator[Message] = calls
         # The first answer decides the status: an error before any answer is a plain
         # error response (grpc-gateway does the same), later ones go in the stream.

@@ -38,10 +38,11 @@ from kv.errors import (
     RaftKVError,
 )
 from kv.applier import WRITE_REQUESTS, StateMachine, is_read
-from kv.auth import NO_USER, AuthInfo, new_simple_token_prefix
+from kv.auth import NO_USER, AuthInfo
 from kv.authorize import ADMIN_LOCAL_REQUESTS, check_read, denied_watch, hash_passwords
 from kv.lease import min_lease_ttl
 from kv.request_checks import DEFAULT_MAX_TXN_OPS, check_request
+from kv.simple_token import new_simple_token_prefix
 from kv.watch import DEFAULT_PROGRESS_INTERVAL, WatchHub
 from real_net import etcd_db
 from real_net.backend import WatchRequest

@@ -16,10 +16,8 @@ from kv.applier import StateMachine
 from kv.auth import (
     ROOT_ROLE,
     ROOT_USER,
-    SIMPLE_TOKEN_TTL,
     AuthInfo,
     AuthStore,
-    SimpleTokens,
     covers,
     hash_password,
     password_matches,
@@ -45,6 +43,7 @@ from kv.errors import (
     GrpcCode,
 )
 from kv.keyrange import prefix_range_end
+from kv.simple_token import SIMPLE_TOKEN_TTL, SimpleTokens
 from tests.kv.member_cluster import MemberCluster
 
 R, W, RW = api.PermissionType.READ, api.PermissionType.WRITE, api.PermissionType.READWRITE
