@@ -139,7 +139,7 @@ class Backend(Protocol):
         """Open a new, empty watch stream; its watches run as `auth_token`'s user."""
         ...
 
-    async def snapshot(self) -> BackendState:
+    async def snapshot(self, auth_token: str = "") -> BackendState:
         """The state at the current applied index, captured at one instant, with the
         response header of that instant; raises a RaftKVError (e.g. ErrStopped)."""
         ...

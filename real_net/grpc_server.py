@@ -329,7 +329,7 @@ class MaintenanceServicer(_Servicer):
         Members that applied the same log answer the same hash; etcd marks it as meant
         for testing, and HashKV is the check to compare members by."""
         try:
-            state = await self.backend.snapshot()
+            state = await self.backend.snapshot(auth_token(context))
         except RaftKVError as e:
             await _abort(context, e)
         value = await asyncio.get_running_loop().run_in_executor(None, snapshot_file.state_hash, state)
@@ -346,7 +346,7 @@ class MaintenanceServicer(_Servicer):
         the header empty; raftkv fills it (member, cluster, term and the revision the
         snapshot holds), which clients ignore."""
         try:
-            state = await self.backend.snapshot()
+            state = await self.backend.snapshot(auth_token(context))
         except RaftKVError as e:
             await _abort(context, e)
         # Encoding is pure CPU work over immutable bytes: a worker thread keeps the

@@ -39,7 +39,7 @@ from kv.errors import (
 )
 from kv.applier import WRITE_REQUESTS, StateMachine, is_read
 from kv.auth import NO_USER, AuthInfo
-from kv.authorize import ADMIN_LOCAL_REQUESTS, check_read, denied_watch, hash_passwords
+from kv.authorize import ADMIN_LOCAL_REQUESTS, check_maintenance, check_read, denied_watch, hash_passwords
 from kv.lease import min_lease_ttl
 from kv.request_checks import DEFAULT_MAX_TXN_OPS, check_request
 from kv.simple_token import new_simple_token_prefix
@@ -164,12 +164,13 @@ class LocalBackend:
         self._streams.add(stream)
         return stream
 
-    async def snapshot(self) -> etcd_db.BackendState:
+    async def snapshot(self, auth_token: str = "") -> etcd_db.BackendState:
         """Backend.snapshot: requests apply one at a time on this loop, so any moment
         between two of them is a consistent one; the consistent index counts the
         writes that would have been log entries, and the member is this one."""
         if self._stopped:
             raise ErrStopped()
+        check_maintenance(self.sm.auth, self.sm.auth_info(auth_token, self._now()))
         return etcd_db.capture(self.sm, self._index, self._header(), members=(self.member,))
 
     # ------------------------------------------------------------ internals

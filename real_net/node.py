@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from kv import api
+from kv.authorize import check_maintenance
 from kv.errors import ErrStopped, ErrTimeout, RaftKVError
 from kv.member import Member, MemberReady
 from kv.raft.messages import Message
@@ -176,7 +177,7 @@ class MemberNode:
             raise outcome
         return outcome
 
-    async def snapshot(self) -> etcd_db.BackendState:
+    async def snapshot(self, auth_token: str = "") -> etcd_db.BackendState:
         """Backend.snapshot: captured by the loop where it takes requests, after one
         Ready's advance and before the next Ready applies anything, so the state is
         exactly the member's applied state at its applied index."""
@@ -185,6 +186,11 @@ class MemberNode:
         def capture(token: int, now: float) -> None:
             fut = self._futures.get(token)
             if fut is None or fut.done():
+                return
+            try:
+                check_maintenance(member.sm.auth, member.sm.auth_info(auth_token, now))
+            except RaftKVError as e:
+                fut.set_result(e)
                 return
             header = api.ResponseHeader(
                 cluster_id=member.config.cluster_id,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -97,7 +98,7 @@ def test_user_and_role_management_prints_what_etcd_prints(pair: Pair) -> None:
     pair.same("role", "delete", "root")
 
 
-def test_permissions_allow_and_deny_as_etcd_does(pair: Pair) -> None:
+def test_permissions_allow_and_deny_as_etcd_does(pair: Pair, tmp_path: Path) -> None:
     setup_root_and_alice(pair)
     assert pair.same(*ALICE, "put", "a/1", "v1") == "OK\n\n[exit 0]"
     pair.same(*ALICE, "get", "a/1")
@@ -131,6 +132,10 @@ def test_permissions_allow_and_deny_as_etcd_does(pair: Pair) -> None:
     assert "permission denied" in pair.same(*ALICE, "member", "add", "x", "--peer-urls=http://127.0.0.1:1")
     pair.same(*ALICE, "member", "list")
     pair.same(*ROOT, "defrag")
+    for t in pair.targets:
+        t.vars["SNAP"] = str(tmp_path / f"{t.name}.db")
+    assert "permission denied" in pair.same(*ALICE, "snapshot", "save", "{SNAP}")
+    assert "Snapshot saved" in pair.targets[1].run(*ROOT, "snapshot", "save", "{SNAP}").stdout
     # A new password: the old one fails, the new one works.
     assert pair.same(*ROOT, "user", "passwd", "alice", "--interactive=false", stdin="newpw\n") == (
         "Password updated\n\n[exit 0]")
