@@ -486,3 +486,58 @@ def test_auth_disabled_again_lets_everybody_in_and_restarts_keep_the_auth_store(
     assert isinstance(c.call(1, api.AuthDisableRequest(), auth_token=root), api.AuthDisableResponse)
     for i in (1, 2, 3):
         assert isinstance(c.call(i, api.PutRequest(key=b"b", value=b"v")), api.PutResponse)
+
+
+def test_a_write_checked_at_an_auth_revision_that_moved_before_it_applied_fails_as_old() -> None:
+    c = MemberCluster()
+    c.elect()
+    tok = auth_session(c)
+    root = c.call(1, api.AuthenticateRequest(name="root", password="rootpw")).token
+    lead = c.leader()
+    # Both taken at the same auth revision; the role add is ahead of the put in the log.
+    c.members[lead].submit("grant", api.AuthRoleAddRequest(name="other"), c.now, root)
+    c.members[lead].submit("put", api.PutRequest(key=b"a/1", value=b"v"), c.now, tok)
+    c.run_until(lambda: "put" in c.answers)
+    assert isinstance(c.answers["grant"], api.AuthRoleAddResponse)
+    assert isinstance(c.answers["put"], ErrAuthOldRevision)
+    # Taken again at the new revision, it goes through.
+    assert isinstance(c.call(lead, api.PutRequest(key=b"a/1", value=b"v"), auth_token=tok), api.PutResponse)
+
+
+def test_an_authenticate_racing_a_password_change_never_gets_a_token_for_the_old_password() -> None:
+    c = MemberCluster()
+    c.elect()
+    auth_session(c)
+    root = c.call(1, api.AuthenticateRequest(name="root", password="rootpw")).token
+    lead = c.leader()
+    c.members[lead].submit("passwd", api.AuthUserChangePasswordRequest(name="alice", password="new"), c.now, root)
+    c.members[lead].submit("login", api.AuthenticateRequest(name="alice", password="alicepw"), c.now)
+    c.run_until(lambda: "login" in c.answers)
+    assert isinstance(c.answers["passwd"], api.AuthUserChangePasswordResponse)
+    assert isinstance(c.answers["login"], ErrAuthFailed)
+
+
+def test_an_authenticate_overtaken_by_an_auth_change_is_checked_again_and_succeeds() -> None:
+    c = MemberCluster()
+    c.elect()
+    auth_session(c)
+    root = c.call(1, api.AuthenticateRequest(name="root", password="rootpw")).token
+    lead = c.leader()
+    f = c.followers()[0]
+    c.members[f].submit("login", api.AuthenticateRequest(name="alice", password="alicepw"), c.now)
+    c.drain()
+    # Deliver until the follower has checked the password and forwarded its token proposal.
+    while not c.members[f].authenticating:
+        batch, c.bus = c.bus, []
+        for msg in batch:
+            c.members[msg.to].step(msg)
+        c.drain()
+    proposed_at = c.members[f].sm.auth.revision
+    # An auth change lands in the leader's log ahead of the forwarded proposal.
+    c.members[lead].submit("other", api.AuthRoleAddRequest(name="other"), c.now, root)
+    c.drain()
+    c.run_until(lambda: "login" in c.answers)
+    assert c.members[f].sm.auth.revision > proposed_at
+    tok = c.answers["login"]
+    assert isinstance(tok, api.AuthenticateResponse), tok
+    assert isinstance(c.call(f, api.RangeRequest(key=b"r"), auth_token=tok.token), api.RangeResponse)
