@@ -6,8 +6,8 @@ already applied. When auth is on, each proposal is first checked against the
 auth store as the log has it at that entry (kv/authorize.py, etcd's
 authApplierV3). Simple tokens live here too, though they are not replicated
 state: Authenticate is applied on every member, which hands each the same
-token, and a snapshot does not carry them (etcd keeps them in memory only). Applying is a
-function of the log alone, so every member that applies the same entries
+token, and a snapshot does not carry them (etcd keeps them in memory only).
+Applying is a function of the log alone, so every member that applies the same entries
 reaches the same state (the simulator checks that with HashKV). The one input
 that is not from the log is ``now``: it sets lease *deadlines*, which etcd does
 not replicate either (each member's lessor counts on its own clock; only the
@@ -31,7 +31,6 @@ import msgpack
 
 from kv import api
 from kv.auth import AuthInfo, AuthStore
-from kv.simple_token import SimpleTokens
 from kv.authorize import AUTH_WRITE_REQUESTS, check_apply
 from kv.errors import (
     CorruptRecord,
@@ -48,6 +47,7 @@ from kv.errors import (
 from kv.lease import Lessor
 from kv.mvcc import MVCCStore
 from kv.request_checks import check_request, is_read_only_txn
+from kv.simple_token import SimpleTokens
 
 Outcome = Any  # a kv.api response dataclass, or the RaftKVError it failed with
 
