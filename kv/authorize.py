@@ -49,22 +49,9 @@ AUTH_WRITE_REQUESTS = (
     api.AuthRoleGrantPermissionRequest,
     api.AuthRoleRevokePermissionRequest,
 )
-# etcd's needAdminPermission.
-_ADMIN_AT_APPLY = (
-    api.AuthEnableRequest,
-    api.AuthDisableRequest,
-    api.AuthUserAddRequest,
-    api.AuthUserDeleteRequest,
-    api.AuthUserChangePasswordRequest,
-    api.AuthUserGrantRoleRequest,
-    api.AuthUserRevokeRoleRequest,
-    api.AuthRoleAddRequest,
-    api.AuthRoleGrantPermissionRequest,
-    api.AuthRoleRevokePermissionRequest,
-    api.AuthRoleDeleteRequest,
-    api.AuthUserListRequest,
-    api.AuthRoleListRequest,
-)
+# etcd's needAdminPermission: every auth request but the two a user may make about
+# itself (its own user, a role it holds).
+_ADMIN_AT_APPLY = tuple(t for t in AUTH_WRITE_REQUESTS if t not in (api.AuthUserGetRequest, api.AuthRoleGetRequest))
 # Answered by the member itself, never through the log; root only (etcd's
 # authMaintenanceServer for the maintenance ones).
 ADMIN_LOCAL_REQUESTS = (

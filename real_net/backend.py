@@ -52,6 +52,7 @@ from __future__ import annotations
 from typing import Any, Protocol, runtime_checkable
 
 from kv import api
+from kv.authorize import AUTH_WRITE_REQUESTS
 from real_net.etcd_db import BackendState
 
 WatchRequest = api.WatchCreateRequest | api.WatchCancelRequest | api.WatchProgressRequest
@@ -77,23 +78,9 @@ UNARY_REQUESTS: tuple[type, ...] = (
     api.HashKVRequest,
     api.DefragmentRequest,
     api.MoveLeaderRequest,
-    api.AuthEnableRequest,
-    api.AuthDisableRequest,
     api.AuthStatusRequest,
     api.AuthenticateRequest,
-    api.AuthUserAddRequest,
-    api.AuthUserGetRequest,
-    api.AuthUserListRequest,
-    api.AuthUserDeleteRequest,
-    api.AuthUserChangePasswordRequest,
-    api.AuthUserGrantRoleRequest,
-    api.AuthUserRevokeRoleRequest,
-    api.AuthRoleAddRequest,
-    api.AuthRoleGetRequest,
-    api.AuthRoleListRequest,
-    api.AuthRoleDeleteRequest,
-    api.AuthRoleGrantPermissionRequest,
-    api.AuthRoleRevokePermissionRequest,
+    *AUTH_WRITE_REQUESTS,
 )
 
 
