@@ -30,7 +30,7 @@ from typing import Any
 import msgpack
 
 from kv import api
-from kv.auth import AuthInfo, AuthStore
+from kv.auth import NO_USER, AuthInfo, AuthStore
 from kv.authorize import AUTH_WRITE_REQUESTS, check_apply
 from kv.errors import (
     CorruptRecord,
@@ -282,7 +282,7 @@ class StateMachine:
         """The user a client's token names (etcd's AuthInfoFromCtx): no token, or auth
         off, is nobody; an unknown or expired token is ErrInvalidAuthToken."""
         if not token or not self.auth.enabled:
-            return AuthInfo()
+            return NO_USER
         info = self.tokens.info(token, now, self.auth.revision)
         if info is None:
             raise ErrInvalidAuthToken()

@@ -103,6 +103,8 @@ MAX_GAP_BETWEEN_APPLY_AND_COMMIT = 5_000
 
 _READ_QUERIES = (api.MemberListRequest, api.HashKVRequest)  # answered at once from local state
 _WATCH_REQUESTS = (api.WatchCreateRequest, api.WatchCancelRequest, api.WatchProgressRequest)
+# With auth on, checked by the member that serves them (the rest when they apply).
+_CHECKED_WHEN_SERVED = (api.RangeRequest, *ADMIN_LOCAL_REQUESTS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,8 +342,8 @@ class Member:
     def _route(self, token: Token, req: Any, info: AuthInfo = NO_USER) -> None:
         if isinstance(req, api.InternalAuthenticateRequest):
             raise TypeError("InternalAuthenticateRequest is the member's own; clients send AuthenticateRequest")
-        if isinstance(req, (api.RangeRequest, *ADMIN_LOCAL_REQUESTS)) or (
-            isinstance(req, api.TxnRequest) and is_read(req)
+        if self.sm.auth.enabled and (
+            isinstance(req, _CHECKED_WHEN_SERVED) or (isinstance(req, api.TxnRequest) and is_read(req))
         ):
             # Reads and local admin requests are checked here, by the member serving them
             # (etcd checks a read against its applied auth store too); writes when they apply.
