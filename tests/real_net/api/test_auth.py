@@ -11,28 +11,16 @@ password, `user passwd`, revoking a role or a permission, and the root rules.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from .support import RealEtcd, ServerThread, etcdctl_stream, free_port
-from .test_etcdctl import Pair, Target
+from .support import Pair, Target, etcdctl_stream
 
 pytestmark = pytest.mark.timeout(240)
 
 ROOT = ("--user", "root:rootpw")
 ALICE = ("--user", "alice:alicepw")
-
-
-@pytest.fixture
-def pair() -> Iterator[Pair]:
-    peer_port = free_port()
-    with RealEtcd() as etcd, ServerThread(peer_urls=(f"http://127.0.0.1:{peer_port}",)) as raftkv:
-        p = Pair(Target("etcd", etcd.endpoint, etcd.peer_port), Target("raftkv", raftkv.endpoint, peer_port))
-        for t in p.targets:
-            t.learn_identity()
-        yield p
 
 
 def setup_root_and_alice(pair: Pair) -> None:

@@ -18,98 +18,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
-from .support import RealEtcd, Result, ServerThread, etcdctl, etcdctl_stream, free_port, read_lines
+from .support import Pair, ServerThread, etcdctl, etcdctl_stream, read_lines
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@dataclass
-class Target:
-    """One server under test and what in its output is its own (IDs, ports)."""
-
-    name: str
-    endpoint: str
-    peer_port: int
-    subs: dict[str, str] = field(default_factory=dict)  # exact text -> placeholder
-    vars: dict[str, str] = field(default_factory=dict)  # for "{L1}"-style command arguments
-
-    def learn_identity(self) -> None:
-        status = json.loads(etcdctl(self.endpoint, "endpoint", "status", "-w", "json").stdout)[0]["Status"]
-        member, cluster = status["header"]["member_id"], status["header"]["cluster_id"]
-        self.vars["MEMBER"] = format(member, "x")
-        self.vars["PEER"] = f"http://127.0.0.1:{self.peer_port}"
-        self.subs.update({str(member): "<member>", format(member, "x"): "<member>",
-                          str(cluster): "<cluster>", format(cluster, "x"): "<cluster>",
-                          self.endpoint: "<client>", f"127.0.0.1:{self.peer_port}": "<peer>"})  # fmt: skip
-
-    def learn_lease(self, label: str, lease_id_hex: str) -> None:
-        self.vars[label] = lease_id_hex
-        self.subs[lease_id_hex] = f"<{label}>"
-        self.subs[str(int(lease_id_hex, 16))] = f"<{label}>"
-
-    def run(self, *args: str, stdin: str | None = None) -> Result:
-        return etcdctl(self.endpoint, *(a.format(**self.vars) for a in args), stdin=stdin)
-
-    def normalize(self, text: str) -> str:
-        # Longest first, so a decimal ID is not cut by a shorter one inside it.
-        for old in sorted(self.subs, key=len, reverse=True):
-            text = text.replace(old, self.subs[old])
-        text = re.sub(r'"raft_term":\d+', '"raft_term":<term>', text)
-        text = re.sub(r'"RaftTerm" : \d+', '"RaftTerm" : <term>', text)
-        text = re.sub(r"took = [0-9.]+[µmn]?s", "took = <t>", text)
-        # Table columns are as wide as their widest cell, and IDs differ in length.
-        return "\n".join(
-            re.sub(r" +", " ", re.sub(r"-+", "-", line)) if line[:1] in ("+", "|") else line
-            for line in text.split("\n")
-        )
-
-
-class Pair:
-    """etcd and raftkv side by side: every command runs on both and must print the same."""
-
-    def __init__(self, etcd: Target, raftkv: Target) -> None:
-        self.etcd, self.raftkv = etcd, raftkv
-        self.targets = (etcd, raftkv)
-
-    def same(self, *args: str, stdin: str | None = None, fuzz: tuple[tuple[str, Any], ...] = ()) -> str:
-        """Run on both, normalize, compare; `fuzz` replaces (regex, text) pairs that
-        legitimately depend on timing."""
-        outs = []
-        for t in self.targets:
-            out = t.normalize(t.run(*args, stdin=stdin).text)
-            for pattern, repl in fuzz:
-                out = re.sub(pattern, repl, out)
-            outs.append(out)
-        assert outs[1] == outs[0], f"etcdctl {' '.join(args)}: raftkv (right) differs from etcd (left)"
-        return outs[0]
-
-    def grant(self, label: str, ttl: int) -> str:
-        """`lease grant`, remembering each side's lease ID under `label`."""
-        outs = []
-        for t in self.targets:
-            r = t.run("lease", "grant", str(ttl))
-            m = re.fullmatch(r"lease ([0-9a-f]+) granted with TTL\((\d+)s\)\n", r.stdout)
-            assert m, r.text
-            t.learn_lease(label, m.group(1))
-            outs.append(t.normalize(r.text))
-        assert outs[1] == outs[0]
-        return outs[0]
-
-
-@pytest.fixture
-def pair() -> Iterator[Pair]:
-    peer_port = free_port()
-    with RealEtcd() as etcd, ServerThread(peer_urls=(f"http://127.0.0.1:{peer_port}",)) as raftkv:
-        p = Pair(Target("etcd", etcd.endpoint, etcd.peer_port), Target("raftkv", raftkv.endpoint, peer_port))
-        for t in p.targets:
-            t.learn_identity()
-        yield p
 
 
 def test_put_get_and_delete_print_what_etcd_prints(pair: Pair) -> None:
