@@ -31,7 +31,7 @@ import msgpack
 
 from kv import api
 from kv.auth import NO_USER, AuthInfo, AuthStore
-from kv.authorize import AUTH_WRITE_REQUESTS, check_apply
+from kv.authorize import ADMIN_LOCAL_REQUESTS, AUTH_WRITE_REQUESTS, check_apply, check_read
 from kv.errors import (
     CorruptRecord,
     ErrAuthOldRevision,
@@ -277,6 +277,23 @@ class StateMachine:
         token = f"{req.simple_token}.{index}"
         self.tokens.assign(token, req.name, self.auth.revision, now)
         return api.AuthenticateResponse(token=token)
+
+    def check_served(self, info: AuthInfo, req: Any) -> None:
+        """With auth on, what the member serving a request checks itself: reads and the
+        admin requests answered locally (everything else is checked when it applies)."""
+        if self.auth.enabled and (is_read(req) or isinstance(req, ADMIN_LOCAL_REQUESTS)):
+            check_read(self.auth, info, req)
+
+    def watch_refusal(self, req: Any, token: str, now: float) -> RaftKVError | None:
+        """With auth on, why a watch create may not be served to the client holding `token`
+        (etcd then answers created-and-canceled: ``authorize.denied_watch``), else None."""
+        if not (self.auth.enabled and isinstance(req, api.WatchCreateRequest)):
+            return None
+        try:
+            check_read(self.auth, self.auth_info(token, now), req)
+        except RaftKVError as e:
+            return e
+        return None
 
     def auth_info(self, token: str, now: float) -> AuthInfo:
         """The user a client's token names (etcd's AuthInfoFromCtx): no token, or auth

@@ -45,7 +45,7 @@ from typing import Any
 from kv import api, authenticate, lease_expiry, read_index
 from kv.applier import MEMBER_REQUESTS, StateMachine, is_read, new_member_id
 from kv.auth import NO_USER, AuthInfo
-from kv.authorize import ADMIN_LOCAL_REQUESTS, check_read, denied_watch, hash_passwords
+from kv.authorize import denied_watch, hash_passwords
 from kv.bugs import TeachingBug, parse_bugs
 from kv.codec import decode_api, decode_conf_change, encode_api
 from kv.errors import (
@@ -103,8 +103,6 @@ MAX_GAP_BETWEEN_APPLY_AND_COMMIT = 5_000
 
 _READ_QUERIES = (api.MemberListRequest, api.HashKVRequest)  # answered at once from local state
 _WATCH_REQUESTS = (api.WatchCreateRequest, api.WatchCancelRequest, api.WatchProgressRequest)
-# With auth on, checked by the member that serves them (the rest when they apply).
-_CHECKED_WHEN_SERVED = (api.RangeRequest, *ADMIN_LOCAL_REQUESTS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,7 +218,7 @@ class Member:
             self._requeue_read_round()
         self._next_read_round()
         if not self.watches.idle:
-            for stream, resp in self.watches.progress_due(self.now, self._header()):
+            for stream, resp in self.watches.progress_due(self.now, self.header()):
                 self.watch_responses.append((stream, resp))
 
     def deadline(self) -> float:
@@ -262,12 +260,10 @@ class Member:
         ``token``), as Authenticate handed it out; it matters only while auth is on."""
         if now > self.now:
             self.now = now
-        if isinstance(request, api.WatchCreateRequest) and self.sm.auth.enabled:
-            try:
-                check_read(self.sm.auth, self.sm.auth_info(auth_token, self.now), request)
-            except RaftKVError as e:
-                self.watch_responses.append((token, denied_watch(self._header(), request, e)))
-                return
+        refusal = self.sm.watch_refusal(request, auth_token, self.now)
+        if refusal is not None:
+            self.watch_responses.append((token, denied_watch(self.header(), request, refusal)))
+            return
         try:
             info = NO_USER if isinstance(request, _WATCH_REQUESTS) else self.sm.auth_info(auth_token, self.now)
             self._route(token, request, info)
@@ -342,12 +338,9 @@ class Member:
     def _route(self, token: Token, req: Any, info: AuthInfo = NO_USER) -> None:
         if isinstance(req, api.InternalAuthenticateRequest):
             raise TypeError("InternalAuthenticateRequest is the member's own; clients send AuthenticateRequest")
-        if self.sm.auth.enabled and (
-            isinstance(req, _CHECKED_WHEN_SERVED) or (isinstance(req, api.TxnRequest) and is_read(req))
-        ):
-            # Reads and local admin requests are checked here, by the member serving them
-            # (etcd checks a read against its applied auth store too); writes when they apply.
-            check_read(self.sm.auth, info, req)
+        # Reads and local admin requests are checked here, by the member serving them
+        # (etcd checks a read against its applied auth store too); writes when they apply.
+        self.sm.check_served(info, req)
         if isinstance(req, api.AuthenticateRequest):
             # etcd's Authenticate: a ReadIndex round first, so the password is checked against
             # an auth store at least as new as any write acknowledged before (advance() checks it).
@@ -436,7 +429,7 @@ class Member:
             # TEACHING BUG watch-skip: after a restart this member resumes a watch one
             # revision late, so the events at start_revision are never delivered.
             req = replace(req, start_revision=req.start_revision + 1)
-        for resp in self.watches.handle(stream, req, self.sm.store, self._header(), self.now):
+        for resp in self.watches.handle(stream, req, self.sm.store, self.header(), self.now):
             self.watch_responses.append((stream, resp))
 
     # --------------------------------------------------------- local answers
@@ -445,7 +438,7 @@ class Member:
         st = self.node.status()
         size = self.sm.store.db_size()
         return api.StatusResponse(
-            header=self._header(),
+            header=self.header(),
             version=api.ETCD_VERSION,
             db_size=size,
             leader=st.leader,
@@ -522,7 +515,7 @@ class Member:
         if isinstance(prop.request, (api.LeaseRevokeRequest, api.LeaseExpireRequest)):
             self.revoking.pop(prop.request.ID, None)
         if events and not self.watches.idle:
-            for stream, resp in self.watches.notify(events, self.sm.store, self._header()):
+            for stream, resp in self.watches.notify(events, self.sm.store, self.header()):
                 self.watch_responses.append((stream, resp))
         self._answer(prop, outcome)
 
@@ -554,7 +547,7 @@ class Member:
         self.sm.restore(snap.data, self.now)
         self.snapshot_index = snap.metadata.index
         # Watchers now lag the store: the hub replays what they missed from its history.
-        for stream, resp in self.watches.resync(self.sm.store, self._header()):
+        for stream, resp in self.watches.resync(self.sm.store, self.header()):
             self.watch_responses.append((stream, resp))
 
     def _maybe_snapshot(self, force: bool = False) -> None:
@@ -588,7 +581,8 @@ class Member:
         if self.transfers:
             self._settle_transfers()
 
-    def _header(self) -> api.ResponseHeader:
+    def header(self) -> api.ResponseHeader:
+        """The response header of this moment (etcd's: cluster, member, revision, term)."""
         return api.ResponseHeader(
             cluster_id=self.config.cluster_id, member_id=self.id, revision=self.sm.revision, raft_term=self.node.term
         )
@@ -596,7 +590,7 @@ class Member:
     def _fill(self, outcome: Outcome) -> Outcome:
         if isinstance(outcome, RaftKVError):
             return outcome
-        return api.fill_header(outcome, self._header())
+        return api.fill_header(outcome, self.header())
 
 
 @functools.lru_cache(maxsize=4096)

@@ -39,7 +39,7 @@ from kv.errors import (
 )
 from kv.applier import WRITE_REQUESTS, StateMachine, is_read
 from kv.auth import NO_USER, AuthInfo
-from kv.authorize import ADMIN_LOCAL_REQUESTS, check_maintenance, check_read, denied_watch, hash_passwords
+from kv.authorize import check_maintenance, denied_watch, hash_passwords
 from kv.lease import min_lease_ttl
 from kv.request_checks import DEFAULT_MAX_TXN_OPS, check_request
 from kv.simple_token import new_simple_token_prefix
@@ -196,10 +196,7 @@ class LocalBackend:
                 name=req.name, simple_token=new_simple_token_prefix(self._rng), auth_revision=revision
             )
             return self._apply(internal, now)
-        if isinstance(req, (api.RangeRequest, *ADMIN_LOCAL_REQUESTS)) or (
-            isinstance(req, api.TxnRequest) and is_read(req)
-        ):
-            check_read(self.sm.auth, info, req)
+        self.sm.check_served(info, req)
         if isinstance(req, (api.RangeRequest, api.TxnRequest)) and is_read(req):
             check_request(req, self.max_txn_ops)
             return self._outcome(self.sm.read(req, now))
@@ -308,12 +305,10 @@ class LocalWatchStream:
         if self._closed:
             raise ErrStopped()
         b = self._backend
-        if isinstance(request, api.WatchCreateRequest) and b.sm.auth.enabled:
-            try:
-                check_read(b.sm.auth, b.sm.auth_info(self._auth_token, b._now()), request)
-            except RaftKVError as e:
-                self._queue.put_nowait(denied_watch(b._header(), request, e))
-                return
+        refusal = b.sm.watch_refusal(request, self._auth_token, b._now())
+        if refusal is not None:
+            self._queue.put_nowait(denied_watch(b._header(), request, refusal))
+            return
         for resp in b.hub.handle(self, request, b.store, b._header(), b._now()):
             self._queue.put_nowait(resp)
         if isinstance(request, api.WatchCreateRequest) and request.progress_notify:

@@ -192,13 +192,7 @@ class MemberNode:
             except RaftKVError as e:
                 fut.set_result(e)
                 return
-            header = api.ResponseHeader(
-                cluster_id=member.config.cluster_id,
-                member_id=member.id,
-                revision=member.revision,
-                raft_term=member.node.term,
-            )
-            fut.set_result(etcd_db.capture(member.sm, member.applied_index, header))
+            fut.set_result(etcd_db.capture(member.sm, member.applied_index, member.header()))
 
         state: etcd_db.BackendState = await self._submit_and_wait(capture)
         return state
